@@ -1,0 +1,126 @@
+"""Datasets: where each one comes from, how it is checked, and the tensors it becomes.
+
+Every dataset goes through the same two steps, one DVC stage each:
+
+* ``download_dataset`` resolves the source (``embedded``, ``official``, ``mirror`` …),
+  fetches the raw files into a fresh folder and records the source in ``SOURCE.json``;
+* ``prepare_dataset`` verifies and decodes them once into uint8 tensors with a fixed
+  train / validation / test split, so training never decodes per sample.
+
+A dataset module only supplies the source-specific parts (a :class:`DatasetSpec`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lessonflow.atomic import atomic_dir, atomic_path
+
+MIRROR_ENV = "LESSONFLOW_DATA_MIRROR"
+MANIFEST = "SOURCE.json"
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Decoded arrays as a dataset module returns them: a train and a test part."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    sources: tuple[str, ...]
+    fetch: Callable[[str, Path, Any], None]
+    decode: Callable[[str, Path, Any], Splits]
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    DATASETS[spec.name] = spec
+    return spec
+
+
+def resolve_source(requested: str, profile: str) -> str:
+    """``auto`` follows the profile: embedded data by default, the real data under ``full``."""
+    if requested != "auto":
+        return requested
+    if profile == "embedded":
+        return "embedded"
+    return "mirror" if os.environ.get(MIRROR_ENV) else "official"
+
+
+def mirror_root() -> Path:
+    root = os.environ.get(MIRROR_ENV)
+    if not root:
+        raise RuntimeError(f"source 'mirror' needs {MIRROR_ENV} set to the mirror folder (e.g. ../shared/data)")
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise RuntimeError(f"{MIRROR_ENV}={root} is not a folder")
+    return path
+
+
+def download_dataset(name: str, dataset_params: Any, profile: str, raw_dir: Path) -> str:
+    """Fill ``raw_dir`` from the resolved source; the old folder survives until the new one is complete."""
+    spec = DATASETS[name]
+    source = resolve_source(dataset_params.source, profile)
+    if source not in spec.sources:
+        raise ValueError(f"datasets.{name}.source: {source!r} is not available for {name}; "
+                         f"allowed: auto, {', '.join(spec.sources)}")
+    with atomic_dir(raw_dir) as staging:
+        spec.fetch(source, staging, dataset_params)
+        (staging / MANIFEST).write_text(json.dumps({"dataset": name, "source": source}, indent=2) + "\n")
+    return source
+
+
+def read_source(raw_dir: Path) -> str:
+    manifest = raw_dir / MANIFEST
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} missing: run the download stage first (dvc repro)")
+    return json.loads(manifest.read_text())["source"]
+
+
+def split_validation(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int = 0):
+    """Hold a fixed, seeded share of the training split out for ensembles and early checks."""
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(len(y) * fraction))
+    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+    return x[train], y[train], x[val], y[val]
+
+
+def prepare_dataset(name: str, dataset_params: Any, raw_dir: Path, out_path: Path) -> dict[str, Any]:
+    spec = DATASETS[name]
+    source = read_source(raw_dir)
+    splits = spec.decode(source, raw_dir, dataset_params)
+    x_train, y_train, x_val, y_val = split_validation(splits.x_train, splits.y_train, dataset_params.val_fraction)
+    prepared = {
+        "dataset": name, "source": source, "classes": splits.classes,
+        "x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val,
+        "x_test": splits.x_test, "y_test": splits.y_test,
+    }
+    with atomic_path(out_path) as tmp:
+        torch.save(prepared, tmp)
+    return prepared
+
+
+def load_prepared(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run the prepare stage first (dvc repro)")
+    return torch.load(path, weights_only=True)
+
+
+# Importing the modules registers their specs.
+from lessonflow.datasets import mnist  # noqa: E402,F401

@@ -1,0 +1,108 @@
+"""Getting bytes onto disk safely: mirrors tried in turn, progress shown, checksums enforced.
+
+A file only ever appears under its final name after it was completely written and
+its checksum matched, so a kill, a dropped connection or a corrupt mirror can never
+leave a half-file that a later stage would decode.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lessonflow.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+class ChecksumError(RuntimeError):
+    """The bytes on disk are not the bytes the dataset publishes."""
+
+
+class DownloadError(RuntimeError):
+    """Every mirror failed; the message lists what each one answered."""
+
+
+def sha256_of(path: Path, *, gunzip: bool = False) -> str:
+    digest = hashlib.sha256()
+    opener = gzip.open if gunzip else open
+    try:
+        with opener(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+    except (OSError, EOFError) as err:  # a truncated gzip stream fails here
+        raise ChecksumError(f"{path}: unreadable ({err}); delete it and run the download stage again") from None
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected_sha256: str, *, gunzip: bool = False) -> None:
+    """Raise ChecksumError unless the (optionally decompressed) content has the published sha256."""
+    actual = sha256_of(path, gunzip=gunzip)
+    if actual != expected_sha256:
+        what = "decompressed content" if gunzip else "content"
+        raise ChecksumError(
+            f"{path}: checksum mismatch, the file is corrupt or truncated\n"
+            f"  expected sha256 of the {what}: {expected_sha256}\n"
+            f"  actual:                         {actual}"
+        )
+
+
+def _stream(url: str, dest: Path, *, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "lessonflow"})
+    with urllib.request.urlopen(request, timeout=timeout) as response, dest.open("wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name.split(".partial")[0].lstrip("."),
+                  leave=False) as bar:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+        if total is not None and out.tell() != total:
+            raise DownloadError(f"{url}: connection closed after {out.tell()} of {total} bytes")
+
+
+def download(urls: Iterable[str], final: Path, *, sha256: str, gunzip: bool = False,
+             rounds: int = 3, backoff: float = 2.0, timeout: float = 60.0) -> Path:
+    """Fetch ``final`` from the first URL that serves the right bytes.
+
+    Every URL is tried in order; a whole failed round is retried after an exponential
+    back-off, because most failures (rate limits, resets) are transient.
+    """
+    urls = list(urls)
+    failures: list[str] = []
+    for attempt in range(rounds):
+        for url in urls:
+            with atomic_path(final) as tmp:
+                try:
+                    _stream(url, tmp, timeout=timeout)
+                    verify(tmp, sha256, gunzip=gunzip)
+                except (OSError, urllib.error.URLError, DownloadError, ChecksumError) as err:
+                    failures.append(f"{url}: {err}".replace(str(tmp), final.name))
+                    log.warning("download failed, trying the next mirror: %s", failures[-1])
+                    continue
+            log.info("downloaded %s from %s", final.name, url)
+            return final
+        if attempt + 1 < rounds:
+            time.sleep(backoff * 2**attempt)
+    raise DownloadError(f"could not download {final.name} from any mirror:\n  " + "\n  ".join(failures))
+
+
+def copy_verified(source: Path, final: Path, *, sha256: str, gunzip: bool = False) -> Path:
+    """Take a file from a local mirror, refusing it (and leaving nothing behind) if it is corrupt."""
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: not found in the data mirror")
+    verify(source, sha256, gunzip=gunzip)
+    with atomic_path(final) as tmp:
+        shutil.copyfile(source, tmp)
+        verify(tmp, sha256, gunzip=gunzip)
+    return final

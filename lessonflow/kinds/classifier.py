@@ -1,0 +1,86 @@
+"""The ``classifier`` lesson kind: image classifiers trained with cross-entropy (every MNIST lesson)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from lessonflow.atomic import atomic_path
+from lessonflow.datasets import load_prepared
+from lessonflow.lessons import LessonKind, LessonRun
+from lessonflow.records import live_log, log_curves, read_metrics
+from lessonflow.training import (
+    TrainConfig, make_deterministic, pick_device, predict_logits, train_classifier,
+)
+from lessonflow.zoo import build_model
+
+CURVES = {"train_loss": "train/loss", "train_accuracy": "train/accuracy",
+          "val_loss": "val/loss", "val_accuracy": "val/accuracy"}
+
+
+def train_config(lesson: Any) -> TrainConfig:
+    opt = lesson.optimizer
+    return TrainConfig(epochs=lesson.epochs, batch_size=lesson.batch_size, optimizer=opt.name, lr=opt.lr,
+                       momentum=opt.momentum, weight_decay=opt.weight_decay, schedule=lesson.schedule,
+                       normalize=lesson.normalize, seed=lesson.seed)
+
+
+def build_for(lesson: Any, data: dict[str, Any]) -> torch.nn.Module:
+    return build_model(lesson.model.name, lesson.model.kwargs(),
+                       in_shape=tuple(data["x_train"].shape[1:]), num_classes=len(data["classes"]))
+
+
+def train(run: LessonRun) -> None:
+    lesson, layout = run.lesson, run.layout
+    device = pick_device(run.params.device)
+    make_deterministic(lesson.seed)
+    prepared_path = layout.prepared(lesson.dataset)
+    data = load_prepared(prepared_path)
+    model = build_for(lesson, data)
+    history = train_classifier(model, data, train_config(lesson), device=device,
+                               checkpoint=layout.checkpoint(run.lesson_id),
+                               fingerprint=run.fingerprint(prepared_path), label=run.lesson_id)
+    with atomic_path(layout.model(run.lesson_id)) as tmp:
+        torch.save(model.cpu().state_dict(), tmp)
+    with live_log(layout.train_log(run.lesson_id)) as live:
+        log_curves(live, history.epochs, CURVES)
+        live.summary.update(train_seconds=round(history.train_seconds, 3), epochs=len(history.epochs),
+                            device=device.type, data_source=data["source"])
+
+
+def save_predictions(path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def evaluate(run: LessonRun) -> dict[str, Any]:
+    lesson, layout = run.lesson, run.layout
+    device = pick_device(run.params.device)
+    data = load_prepared(layout.prepared(lesson.dataset))
+    model = build_for(lesson, data)
+    model.load_state_dict(torch.load(layout.model(run.lesson_id), weights_only=True))
+    model.to(device)
+    logits = {split: predict_logits(model, data[f"x_{split}"], lesson.normalize, device) for split in ("val", "test")}
+    y_test = data["y_test"]
+    test_loss = torch.nn.functional.cross_entropy(logits["test"], y_test).item()
+    predicted = logits["test"].argmax(1)
+    trained = read_metrics(layout.train_log(run.lesson_id))
+    metrics = {
+        "test_accuracy": round((predicted == y_test).float().mean().item(), 6),
+        "test_loss": round(test_loss, 6),
+        "val_accuracy": round((logits["val"].argmax(1) == data["y_val"]).float().mean().item(), 6),
+        "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "device": trained["device"],
+        "data_source": data["source"], "seed": lesson.seed, "reference_accuracy": lesson.reference_accuracy,
+    }
+    save_predictions(layout.predictions(run.lesson_id),
+                     val_probs=logits["val"].softmax(1).numpy(), y_val=data["y_val"].numpy(),
+                     test_probs=logits["test"].softmax(1).numpy(), y_test=y_test.numpy())
+    with live_log(layout.eval_log(run.lesson_id)) as live:
+        live.summary.update(metrics)
+        live.log_sklearn_plot("confusion_matrix", y_test.numpy(), predicted.numpy(), name="confusion_matrix.json")
+    return metrics
+
+
+KIND = LessonKind(train=train, evaluate=evaluate)

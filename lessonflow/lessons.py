@@ -1,0 +1,66 @@
+"""Lesson kinds: what ``train@<lesson>`` and ``evaluate@<lesson>`` do for each kind of lesson.
+
+A lesson is a params entry; its ``kind`` picks the pair of functions below.
+Adding a lesson that reuses a kind is a params edit; a new kind is one module in
+``lessonflow/kinds/`` that defines ``KIND``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import lessonflow.kinds as kinds_package
+from lessonflow.paths import Layout
+
+PACKAGE_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class LessonRun:
+    """One lesson's view of the run: its id, its params, the global params and the layout."""
+
+    lesson_id: str
+    params: Any  # lessonflow.params.Params
+    layout: Layout
+
+    @property
+    def lesson(self) -> Any:
+        return self.params.lessons[self.lesson_id]
+
+    def fingerprint(self, *inputs: Path) -> str:
+        """Identifies the params, input files, code and torch version a checkpoint was made with."""
+        digest = hashlib.sha256(json.dumps(self.lesson.model_dump(), sort_keys=True).encode())
+        digest.update(torch.__version__.encode())
+        for path in [*inputs, *sorted(PACKAGE_DIR.rglob("*.py"))]:
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LessonKind:
+    train: Callable[[LessonRun], None]
+    evaluate: Callable[[LessonRun], dict[str, Any]]
+
+
+KINDS = tuple(sorted(module.name for module in pkgutil.iter_modules(kinds_package.__path__)))
+
+
+def kind_of(run: LessonRun) -> LessonKind:
+    return importlib.import_module(f"lessonflow.kinds.{run.lesson.kind}").KIND
+
+
+def train_lesson(run: LessonRun) -> None:
+    kind_of(run).train(run)
+
+
+def evaluate_lesson(run: LessonRun) -> dict[str, Any]:
+    return kind_of(run).evaluate(run)

@@ -1,0 +1,159 @@
+"""The schema of ``params.yaml`` and the one function every stage calls to read it.
+
+Everything is validated up front so that a typo fails *before* a stage deletes,
+downloads or trains anything, with a message that names the key and the values
+that would have been accepted.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Profile = Literal["embedded", "full"]
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+SourceName = Literal["auto", "embedded", "official", "mirror", "csv"]
+OptimizerName = Literal["sgd", "adam", "adamax", "rprop"]
+ScheduleName = Literal["constant", "onecycle"]
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem, phrased for the person who has to fix the file."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetParams(Strict):
+    source: SourceName = "auto"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    urls: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelParams(Strict):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OptimizerParams(Strict):
+    name: OptimizerName = "sgd"
+    lr: float = Field(gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class LessonParams(Strict):
+    kind: str
+    dataset: str
+    model: ModelParams
+    optimizer: OptimizerParams
+    schedule: ScheduleName = "constant"
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    normalize: tuple[float, float] | None = None
+    seed: int = 0
+    reference_accuracy: float | None = Field(None, ge=0, le=1)
+    reference: str = "none reported"
+
+
+class Params(Strict):
+    profile: Profile = "embedded"
+    device: DeviceName = "auto"
+    datasets: dict[str, DatasetParams]
+    lessons: dict[str, LessonParams]
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, datasets: dict[str, DatasetParams]) -> dict[str, DatasetParams]:
+        from lessonflow.datasets import DATASETS
+
+        for name in datasets:
+            if name not in DATASETS:
+                raise ValueError(_unknown("dataset", name, DATASETS))
+        return datasets
+
+    @model_validator(mode="after")
+    def _lessons_are_runnable(self) -> Params:
+        from lessonflow.zoo import check_model_args
+        from lessonflow.lessons import KINDS
+
+        for lesson_id, lesson in self.lessons.items():
+            where = f"lessons.{lesson_id}"
+            if lesson.kind not in KINDS:
+                raise ParamsError(f"{where}.kind: {_unknown('lesson kind', lesson.kind, KINDS)}")
+            if lesson.dataset not in self.datasets:
+                raise ParamsError(
+                    f"{where}.dataset: {_unknown('dataset', lesson.dataset, self.datasets)}"
+                    " (add it under 'datasets:' or pick a declared one)"
+                )
+            try:
+                check_model_args(lesson.model.name, lesson.model.kwargs())
+            except ValueError as err:
+                raise ParamsError(f"{where}.model: {err}") from None
+        return self
+
+
+def _unknown(what: str, name: str, allowed: Any) -> str:
+    return f"unknown {what} {name!r}; allowed: {', '.join(sorted(allowed))}"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Walk the schema along an error location to list the keys valid at that level."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        else:  # a dict[str, Model]: the part is the user's own key
+            args = get_args(current)
+            current = args[-1] if args else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for problem in err.errors():
+        loc = tuple(problem["loc"])
+        key = ".".join(str(p) for p in loc) or "<top level>"
+        if problem["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(Params, loc))
+            lines.append(f"{key}: unknown key; allowed keys here: {allowed}")
+        elif problem["type"] == "value_error" and isinstance(problem.get("ctx", {}).get("error"), ParamsError):
+            lines.append(str(problem["ctx"]["error"]))
+        else:
+            got = problem.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{key}: {problem['msg'].removeprefix('Value error, ')}{shown}")
+    return "params.yaml is invalid:\n  " + "\n  ".join(lines)
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_describe(err)) from None
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> Params:
+    """Read and validate the whole file: every stage checks every key, so no stage starts on a bad file."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run from the project root (where dvc.yaml is)")
+    with path.open() as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    return parse_params(raw)

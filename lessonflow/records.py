@@ -1,0 +1,41 @@
+"""Metrics and plots as files DVC understands, written with DVCLive, never half-written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dvclive import Live
+
+from lessonflow.atomic import atomic_dir
+
+
+@contextmanager
+def live_log(final_dir: Path) -> Iterator[Live]:
+    """A DVCLive logger whose folder replaces ``final_dir`` only once everything was logged.
+
+    DVCLive is kept away from dvc.yaml and from experiment bookkeeping: the pipeline
+    declares these files itself, so ``dvc exp run`` and ``dvc repro`` behave the same.
+    """
+    with atomic_dir(final_dir) as staging:
+        live = Live(dir=str(staging), save_dvc_exp=False, dvcyaml=None, report=None)
+        yield live
+        live.end()
+
+
+def log_curves(live: Live, rows: list[dict[str, float]], keys: dict[str, str]) -> None:
+    """One DVCLive step per epoch; ``keys`` maps a history column to its plot name."""
+    for row in rows:
+        for column, name in keys.items():
+            live.log_metric(name, row[column])
+        live.next_step()
+
+
+def read_metrics(live_dir: Path) -> dict[str, Any]:
+    path = live_dir / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run the stage that writes it first (dvc repro)")
+    return json.loads(path.read_text())

@@ -1,0 +1,38 @@
+"""Thin DVC stage entry points: ``python -m stages.<verb> <id>``.
+
+Each stage validates the whole ``params.yaml`` first, then calls one library
+function. Errors a user can fix (bad params, missing or corrupt data) are printed
+as one readable message with exit status 1 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from lessonflow.datasets.fetch import ChecksumError, DownloadError
+from lessonflow.params import ParamsError, load_params
+from lessonflow.paths import Layout
+from lessonflow.training import DivergedError
+
+USER_ERRORS = (ParamsError, ChecksumError, DownloadError, DivergedError, FileNotFoundError, RuntimeError, ValueError)
+
+
+def run_stage(verb: str, section: str, action: Callable[..., object]) -> None:
+    """Parse ``<id>``, check it against ``params.<section>``, run ``action(id, params, layout)``."""
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{verb}", description=action.__doc__)
+    parser.add_argument("id", help=f"a key of '{section}:' in params.yaml")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    layout = Layout.here()
+    try:
+        params = load_params(layout.params)
+        known = getattr(params, section)
+        if args.id not in known:
+            raise ParamsError(f"{section}: no entry {args.id!r}; known: {', '.join(sorted(known))}")
+        action(args.id, params, layout)
+    except USER_ERRORS as err:
+        print(f"{verb}@{args.id} failed: {err}", file=sys.stderr)
+        sys.exit(1)

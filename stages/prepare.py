@@ -1,0 +1,13 @@
+from lessonflow.datasets import prepare_dataset
+from stages import run_stage
+
+
+def prepare(name, params, layout):
+    """Decode one dataset once into cached uint8 tensors with a fixed train/val/test split."""
+    prepared = prepare_dataset(name, params.datasets[name], layout.raw(name), layout.prepared(name))
+    sizes = ", ".join(f"{split} {len(prepared[f'y_{split}'])}" for split in ("train", "val", "test"))
+    print(f"prepare@{name}: {prepared['source']} data, {sizes}")
+
+
+if __name__ == "__main__":
+    run_stage("prepare", "datasets", prepare)

@@ -182,7 +182,7 @@ def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], cfg: Train
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         steps = tqdm(epoch_batches(len(y_train), cfg.batch_size, cfg.seed, epoch), total=steps_per_epoch,
-                     desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=not progress)
+                     desc=f"epoch {epoch + 1}", unit="batch", leave=False, delay=1.0, disable=not progress)
         for step, index in enumerate(steps, start=1):
             index = index.to(device)
             targets = y_train[index]

@@ -35,12 +35,17 @@ class Layout:
         return self.root / "models" / lesson / "checkpoint.pt"
 
     def train_log(self, lesson: str) -> Path:
-        """DVCLive folder of the training curves and the train summary."""
+        """DVCLive folder: ``metrics.json`` (train summary) and ``plots/`` (per-epoch curves)."""
         return self.root / "results" / lesson / "train"
 
     def eval_log(self, lesson: str) -> Path:
-        """DVCLive folder of the test metrics and the confusion matrix."""
+        """DVCLive folder: ``metrics.json`` (test metrics), ``plots/`` (images) and ``outputs/``."""
         return self.root / "results" / lesson / "eval"
 
     def predictions(self, lesson: str) -> Path:
-        return self.root / "results" / lesson / "predictions.npz"
+        """Validation and test class probabilities of a classifier, for the ensembles."""
+        return self.eval_log(lesson) / OUTPUTS / "predictions.npz"
+
+
+OUTPUTS = "outputs"
+PLOTS = "plots"

@@ -11,6 +11,7 @@ from typing import Any
 from dvclive import Live
 
 from lessonflow.atomic import atomic_dir
+from lessonflow.paths import OUTPUTS, PLOTS
 
 
 @contextmanager
@@ -19,11 +20,20 @@ def live_log(final_dir: Path) -> Iterator[Live]:
 
     DVCLive is kept away from dvc.yaml and from experiment bookkeeping: the pipeline
     declares these files itself, so ``dvc exp run`` and ``dvc repro`` behave the same.
+    The ``plots/`` and ``outputs/`` folders always exist, since dvc.yaml declares them
+    for every lesson whatever its kind logs; ``outputs_of(live)`` is where extra files go.
     """
     with atomic_dir(final_dir) as staging:
+        for sub in (PLOTS, OUTPUTS):
+            (staging / sub).mkdir()
         live = Live(dir=str(staging), save_dvc_exp=False, dvcyaml=None, report=None)
         yield live
         live.end()
+
+
+def outputs_of(live: Live) -> Path:
+    return Path(live.dir) / OUTPUTS
+
 
 
 def log_curves(live: Live, rows: list[dict[str, float]], keys: dict[str, str]) -> None:

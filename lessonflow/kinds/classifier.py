@@ -10,12 +10,14 @@ import torch
 from lessonflow.atomic import atomic_path
 from lessonflow.datasets import load_prepared
 from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.records import live_log, log_curves, read_metrics
+from lessonflow.figures import confusion_matrix_figure, image_grid
+from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
 from lessonflow.training import (
     TrainConfig, make_deterministic, pick_device, predict_logits, train_classifier,
 )
 from lessonflow.zoo import build_model
 
+MISCLASSIFIED_SHOWN = 32
 CURVES = {"train_loss": "train/loss", "train_accuracy": "train/accuracy",
           "val_loss": "val/loss", "val_accuracy": "val/accuracy"}
 
@@ -51,7 +53,7 @@ def train(run: LessonRun) -> None:
 
 
 def save_predictions(path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+    with path.open("wb") as fh:
         np.savez_compressed(fh, **arrays)
 
 
@@ -74,12 +76,18 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "device": trained["device"],
         "data_source": data["source"], "seed": lesson.seed, "reference_accuracy": lesson.reference_accuracy,
     }
-    save_predictions(layout.predictions(run.lesson_id),
-                     val_probs=logits["val"].softmax(1).numpy(), y_val=data["y_val"].numpy(),
-                     test_probs=logits["test"].softmax(1).numpy(), y_test=y_test.numpy())
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)
-        live.log_sklearn_plot("confusion_matrix", y_test.numpy(), predicted.numpy(), name="confusion_matrix.json")
+        save_predictions(outputs_of(live) / layout.predictions(run.lesson_id).name,
+                         val_probs=logits["val"].softmax(1).numpy(), y_val=data["y_val"].numpy(),
+                         test_probs=logits["test"].softmax(1).numpy(), y_test=y_test.numpy())
+        live.log_image("confusion_matrix.png", confusion_matrix_figure(
+            y_test.numpy(), predicted.numpy(), data["classes"], f"{run.lesson_id}: test confusion matrix"))
+        wrong = (predicted != y_test).nonzero().flatten()[:MISCLASSIFIED_SHOWN]
+        live.log_image("misclassified.png", image_grid(
+            data["x_test"][wrong].numpy(),
+            [f"{data['classes'][y_test[i]]} → {data['classes'][predicted[i]]}" for i in wrong],
+            f"{run.lesson_id}: misclassified test images (true → predicted)"))
     return metrics
 
 

@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make run` builds every lesson, `make test` checks the project.
+PYTHON ?= python3.11
+VENV ?= .venv
+PROFILE ?=
+BIN := $(VENV)/bin
+export DVC_NO_ANALYTICS := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install run test test-slow bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Build every lesson: `make run` uses params.yaml as it is; `make run PROFILE=full` switches every
+# dataset to the real data for this run (an experiment, listed by `dvc exp show`).
+run: install
+	$(BIN)/dvc $(if $(PROFILE),exp run -S profile=$(PROFILE),repro) $(ARGS)
+	@echo "Metrics: $(BIN)/dvc metrics show    Plots: $(BIN)/dvc plots show"
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The real-data checks (needs LESSONFLOW_DATA_MIRROR or internet): minutes of training per lesson.
+test-slow: install
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf data/raw data/prepared models results reports .dvc/tmp

@@ -1,0 +1,92 @@
+"""Shared fixtures: real copies of the project in temporary git repos, built with real DVC."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+NOT_COPIED = ("tests/", "data/", "models/", "results/", "reports/", ".dvc/tmp", ".dvc/cache")
+MNIST_LESSONS = ["mnist-logreg", "mnist-ann", "mnist-mlp", "mnist-cnn", "mnist-cnn-book"]
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
+    env.pop("LESSONFLOW_DATA_MIRROR", None)
+    env.update(extra)
+    return env
+
+
+def run(cwd: Path, *args: str, check: bool = True, env: dict | None = None, timeout: float = 1800):
+    """Run a command in a project copy the way a user would, capturing its output for assertions."""
+    result = subprocess.run(args, cwd=cwd, env=env or project_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def dvc(cwd: Path, *args: str, **kwargs):
+    return run(cwd, str(BIN / "dvc"), *args, **kwargs)
+
+
+def copy_project(dest: Path) -> Path:
+    """The committed project plus uncommitted source files, as a fresh git repo with one commit."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file() and not name.startswith(NOT_COPIED):
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git = ["git", "-c", "user.email=test@lessonflow.invalid", "-c", "user.name=lessonflow tests"]
+    run(dest, "git", "init", "-q")
+    run(dest, "git", "add", "-A")
+    run(dest, *git, "commit", "-qm", "copy of the project")
+    return dest
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "-c", "user.email=test@lessonflow.invalid", "-c", "user.name=lessonflow tests",
+        "commit", "-qm", message)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def stages_ran(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory) -> Path:
+    """One real `dvc repro` of the default profile, shared by the tests that only read its results."""
+    repo = copy_project(tmp_path_factory.mktemp("built"))
+    dvc(repo, "repro")
+    commit_all(repo, "built default profile")
+    return repo
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The offline mirror of the real datasets (CI has it beside the clone)."""
+    candidates = [os.environ.get("LESSONFLOW_DATA_MIRROR"), ROOT.parent / "shared" / "data"]
+    for candidate in filter(None, candidates):
+        if (Path(candidate) / "mnist").is_dir():
+            return Path(candidate).resolve()
+    pytest.skip("no data mirror: set LESSONFLOW_DATA_MIRROR (CI provides ../shared/data)")

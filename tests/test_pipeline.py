@@ -1,0 +1,45 @@
+"""End to end: real `dvc repro` of the default profile in a temporary git repo."""
+
+from __future__ import annotations
+
+import yaml
+
+from conftest import MNIST_LESSONS, commit_all, dvc, read_json, stages_ran
+
+
+def test_default_profile_builds_every_mnist_lesson_offline(built_project):
+    for lesson in MNIST_LESSONS:
+        metrics = read_json(built_project / "results" / lesson / "eval" / "metrics.json")
+        assert metrics["data_source"] == "embedded"
+        assert metrics["device"] == "cpu"
+        assert metrics["epochs"] > 0 and metrics["train_seconds"] > 0
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_loss"] > 0
+        assert "seed" in metrics and "reference_accuracy" in metrics
+    # the models that the embedded digits suit clearly learn something
+    for lesson in ("mnist-ann", "mnist-cnn", "mnist-cnn-book"):
+        assert read_json(built_project / "results" / lesson / "eval" / "metrics.json")["test_accuracy"] > 0.8
+
+
+def test_metrics_and_plots_are_visible_to_dvc(built_project):
+    shown = yaml.safe_load(dvc(built_project, "metrics", "show", "--json").stdout)
+    files = next(iter(shown.values()))["data"]
+    for lesson in MNIST_LESSONS:
+        eval_metrics = files[f"results/{lesson}/eval/metrics.json"]["data"]
+        assert {"test_accuracy", "test_loss", "train_seconds", "epochs", "device", "data_source", "seed",
+                "reference_accuracy"} <= set(eval_metrics)
+    plots = dvc(built_project, "plots", "show", "--json").stdout
+    assert "results/mnist-cnn/train/plots/metrics/val/accuracy.tsv" in plots
+    assert "confusion_matrix.png" in plots
+
+
+def test_second_repro_does_nothing_and_a_param_edit_reruns_only_that_lesson(built_project):
+    assert stages_ran(dvc(built_project, "repro").stdout) == set()
+    params_path = built_project / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["lessons"]["mnist-cnn"]["optimizer"]["lr"] = 0.02
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        ran = stages_ran(dvc(built_project, "repro").stdout)
+        assert ran == {"train@mnist-cnn", "evaluate@mnist-cnn"}
+    finally:
+        commit_all(built_project, "mnist-cnn lr 0.02")

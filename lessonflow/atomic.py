@@ -28,14 +28,26 @@ def atomic_path(final: Path):
 
 
 @contextmanager
-def atomic_dir(final: Path):
-    """Yield an empty staging folder; it replaces ``final`` only if the block succeeds."""
+def atomic_dir(final: Path, *, whole: bool = True):
+    """Yield an empty staging folder whose content lands in ``final`` only if the block succeeds.
+
+    ``whole=True`` replaces the folder; ``whole=False`` replaces just the entries the block
+    wrote, so files others keep there (DVC's ``.gitignore``) survive.
+    """
     staging = final.with_name(f".{final.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         yield staging
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
+        if whole:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(staging, final)
+            return
+        final.mkdir(parents=True, exist_ok=True)
+        for entry in staging.iterdir():
+            target = final / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -23,7 +23,7 @@ def live_log(final_dir: Path) -> Iterator[Live]:
     The ``plots/`` and ``outputs/`` folders always exist, since dvc.yaml declares them
     for every lesson whatever its kind logs; ``outputs_of(live)`` is where extra files go.
     """
-    with atomic_dir(final_dir) as staging:
+    with atomic_dir(final_dir, whole=False) as staging:
         for sub in (PLOTS, OUTPUTS):
             (staging / sub).mkdir()
         live = Live(dir=str(staging), save_dvc_exp=False, dvcyaml=None, report=None)

@@ -47,6 +47,7 @@ class LessonRun:
 
 @dataclass(frozen=True)
 class LessonKind:
+    schema: type  # a lessonflow.params.LessonBase subclass: the keys this kind accepts
     train: Callable[[LessonRun], None]
     evaluate: Callable[[LessonRun], dict[str, Any]]
 
@@ -54,13 +55,13 @@ class LessonKind:
 KINDS = tuple(sorted(module.name for module in pkgutil.iter_modules(kinds_package.__path__)))
 
 
-def kind_of(run: LessonRun) -> LessonKind:
-    return importlib.import_module(f"lessonflow.kinds.{run.lesson.kind}").KIND
+def load_kind(name: str) -> LessonKind:
+    return importlib.import_module(f"lessonflow.kinds.{name}").KIND
 
 
 def train_lesson(run: LessonRun) -> None:
-    kind_of(run).train(run)
+    load_kind(run.lesson.kind).train(run)
 
 
 def evaluate_lesson(run: LessonRun) -> dict[str, Any]:
-    return kind_of(run).evaluate(run)
+    return load_kind(run.lesson.kind).evaluate(run)

@@ -51,25 +51,41 @@ class OptimizerParams(Strict):
     weight_decay: float = Field(0.0, ge=0)
 
 
-class LessonParams(Strict):
+class LessonBase(Strict):
+    """Keys every lesson has; each kind extends it with its own (see ``lessonflow/kinds/``)."""
+
     kind: str
     dataset: str
+    seed: int = 0
+    reference_accuracy: float | None = Field(None, ge=0, le=1)
+    reference: str = "none reported"
+
+
+class TrainedLesson(LessonBase):
+    """A lesson trained by gradient descent in epochs of mini-batches."""
+
     model: ModelParams
     optimizer: OptimizerParams
     schedule: ScheduleName = "constant"
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=0)
-    normalize: tuple[float, float] | None = None
-    seed: int = 0
-    reference_accuracy: float | None = Field(None, ge=0, le=1)
-    reference: str = "none reported"
+
+    @model_validator(mode="after")
+    def _model_exists(self) -> TrainedLesson:
+        from lessonflow.zoo import check_model_args
+
+        try:
+            check_model_args(self.model.name, self.model.kwargs())
+        except ValueError as err:
+            raise ParamsError(f"model.{err}") from None
+        return self
 
 
 class Params(Strict):
     profile: Profile = "embedded"
     device: DeviceName = "auto"
     datasets: dict[str, DatasetParams]
-    lessons: dict[str, LessonParams]
+    lessons: dict[str, dict[str, Any]]
 
     @field_validator("datasets")
     @classmethod
@@ -80,26 +96,6 @@ class Params(Strict):
             if name not in DATASETS:
                 raise ValueError(_unknown("dataset", name, DATASETS))
         return datasets
-
-    @model_validator(mode="after")
-    def _lessons_are_runnable(self) -> Params:
-        from lessonflow.zoo import check_model_args
-        from lessonflow.lessons import KINDS
-
-        for lesson_id, lesson in self.lessons.items():
-            where = f"lessons.{lesson_id}"
-            if lesson.kind not in KINDS:
-                raise ParamsError(f"{where}.kind: {_unknown('lesson kind', lesson.kind, KINDS)}")
-            if lesson.dataset not in self.datasets:
-                raise ParamsError(
-                    f"{where}.dataset: {_unknown('dataset', lesson.dataset, self.datasets)}"
-                    " (add it under 'datasets:' or pick a declared one)"
-                )
-            try:
-                check_model_args(lesson.model.name, lesson.model.kwargs())
-            except ValueError as err:
-                raise ParamsError(f"{where}.model: {err}") from None
-        return self
 
 
 def _unknown(what: str, name: str, allowed: Any) -> str:
@@ -123,28 +119,61 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
-def _describe(err: ValidationError) -> str:
+def _describe(err: ValidationError, schema: type[BaseModel], prefix: tuple = ()) -> list[str]:
     lines = []
     for problem in err.errors():
         loc = tuple(problem["loc"])
-        key = ".".join(str(p) for p in loc) or "<top level>"
+        key = ".".join(str(p) for p in (*prefix, *loc)) or "<top level>"
+        error = problem.get("ctx", {}).get("error")
         if problem["type"] == "extra_forbidden":
-            allowed = ", ".join(_allowed_keys(Params, loc))
+            allowed = ", ".join(_allowed_keys(schema, loc))
             lines.append(f"{key}: unknown key; allowed keys here: {allowed}")
-        elif problem["type"] == "value_error" and isinstance(problem.get("ctx", {}).get("error"), ParamsError):
-            lines.append(str(problem["ctx"]["error"]))
+        elif isinstance(error, ParamsError):
+            lines.append(f"{key}.{error}")
         else:
             got = problem.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
             lines.append(f"{key}: {problem['msg'].removeprefix('Value error, ')}{shown}")
-    return "params.yaml is invalid:\n  " + "\n  ".join(lines)
+    return lines
+
+
+def lesson_schema(kind: Any) -> type[LessonBase]:
+    from lessonflow.lessons import KINDS, load_kind
+
+    if kind not in KINDS:
+        raise ParamsError(f"kind: {_unknown('lesson kind', str(kind), KINDS)}")
+    return load_kind(kind).schema
+
+
+def _parse_lesson(lesson_id: str, entry: dict[str, Any], datasets: dict) -> tuple[LessonBase | None, list[str]]:
+    where = ("lessons", lesson_id)
+    try:
+        schema = lesson_schema(entry.get("kind"))
+        lesson = schema.model_validate(entry)
+    except ParamsError as err:
+        return None, [f"lessons.{lesson_id}.{err}"]
+    except ValidationError as err:
+        return None, _describe(err, schema, where)
+    if lesson.dataset not in datasets:
+        return None, [f"lessons.{lesson_id}.dataset: {_unknown('dataset', lesson.dataset, datasets)}"
+                      " (add it under 'datasets:' or pick a declared one)"]
+    return lesson, []
 
 
 def parse_params(raw: dict[str, Any]) -> Params:
+    """Validate the global keys, then each lesson against its own kind's schema, reporting every problem."""
     try:
-        return Params.model_validate(raw)
+        top = Params.model_validate(raw)
     except ValidationError as err:
-        raise ParamsError(_describe(err)) from None
+        raise ParamsError("params.yaml is invalid:\n  " + "\n  ".join(_describe(err, Params))) from None
+    lessons, problems = {}, []
+    for lesson_id, entry in top.lessons.items():
+        lesson, errors = _parse_lesson(lesson_id, entry, top.datasets)
+        lessons[lesson_id] = lesson
+        problems += errors
+    if problems:
+        raise ParamsError("params.yaml is invalid:\n  " + "\n  ".join(problems))
+    return top.model_copy(update={"lessons": lessons})
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:

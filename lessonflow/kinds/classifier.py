@@ -10,6 +10,7 @@ import torch
 from lessonflow.atomic import atomic_path
 from lessonflow.datasets import load_prepared
 from lessonflow.lessons import LessonKind, LessonRun
+from lessonflow.params import TrainedLesson
 from lessonflow.figures import confusion_matrix_figure, image_grid
 from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
 from lessonflow.training import (
@@ -18,6 +19,14 @@ from lessonflow.training import (
 from lessonflow.zoo import build_model
 
 MISCLASSIFIED_SHOWN = 32
+
+
+class ClassifierLesson(TrainedLesson):
+    """An image classifier trained with cross-entropy on a prepared image dataset."""
+
+    normalize: tuple[float, float] | None = None
+
+
 CURVES = {"train_loss": "train/loss", "train_accuracy": "train/accuracy",
           "val_loss": "val/loss", "val_accuracy": "val/accuracy"}
 
@@ -91,4 +100,4 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
     return metrics
 
 
-KIND = LessonKind(train=train, evaluate=evaluate)
+KIND = LessonKind(schema=ClassifierLesson, train=train, evaluate=evaluate)

@@ -31,5 +31,10 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+# The speed benchmarks on the real MNIST (the offline mirror: LESSONFLOW_DATA_MIRROR, default ../shared/data):
+# lessonflow against the tutorials' own loops; writes benchmarks/results/*.json and prints the tables.
+bench: install
+	$(BIN)/python benchmarks/bench.py $(ARGS)
+
 clean:
 	rm -rf data/raw data/prepared models results reports .dvc/tmp

@@ -15,16 +15,22 @@ from pathlib import Path
 
 @contextmanager
 def atomic_path(final: Path):
-    """Yield a temporary path beside ``final``; rename it into place only if the block succeeds."""
+    """Yield a temporary path for ``final``; rename it into place only if the block succeeds.
+
+    The temporary file carries ``final``'s own name inside a private folder beside it,
+    because writers look at the name: ``torch.save`` names its archive after the file
+    (a random name would make every model file differ), NumPy and Matplotlib pick the
+    format from the suffix. A folder left by a writer that was killed is removed here.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    for stale in final.parent.glob(f".{final.name}.*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
-        yield tmp
-        os.replace(tmp, final)
+        yield staging / final.name
+        os.replace(staging / final.name, final)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager

@@ -8,10 +8,12 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], title: str):
+    from sklearn.metrics import ConfusionMatrixDisplay  # heavy import, needed only here
+
     figure, axes = plt.subplots(figsize=(5.5, 5), dpi=100)
     ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=range(len(classes)), display_labels=classes,
                                             ax=axes, colorbar=False, cmap="Blues")
@@ -31,5 +33,89 @@ def image_grid(images: np.ndarray, captions: list[str], title: str, columns: int
         ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray")
         ax.set_title(caption, fontsize=8)
     figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def curve_panels(curves: dict[str, list[float]], title: str, xlabel: str = "epoch", ylabel: str = "loss"):
+    """One panel per named curve, stacked on a shared x axis (e.g. the loss of each optimiser per epoch)."""
+    figure, axes = plt.subplots(len(curves), 1, figsize=(6, 2.4 * len(curves) + 0.6), dpi=100,
+                                sharex=True, squeeze=False)
+    for ax, (name, values) in zip(axes[:, 0], curves.items()):
+        ax.plot(np.arange(len(values)), values)
+        ax.set_title(name)
+        ax.set_ylabel(ylabel)
+        ax.grid(True)
+    axes[-1, 0].set_xlabel(xlabel)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def training_curves(panels: dict[str, dict[str, tuple[list[float], list[float]]]], title: str, columns: int = 3):
+    """One panel per metric (loss, accuracy …), one line per split (train, val …) over the logged steps."""
+    rows = -(-len(panels) // columns)
+    width = min(columns, len(panels))
+    figure, axes = plt.subplots(rows, width, figsize=(4.2 * width, 3.2 * rows + 0.5), dpi=100, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (metric, lines) in zip(axes.flat, panels.items()):
+        for split, (steps, values) in lines.items():
+            ax.plot(steps, values, label=split, marker="o" if len(steps) <= 20 else None, markersize=3)
+        ax.set_title(metric)
+        ax.set_xlabel("step (epoch)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.4)
+        ax.legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def accuracy_bars(rows: list[tuple[str, str, float]], title: str):
+    """Horizontal bars of test accuracy, coloured by what each row is (member, ensemble, bound)."""
+    colours = {"member": "#8da0cb", "ensemble": "#fc8d62", "bound": "#b3b3b3"}
+    figure, axes = plt.subplots(figsize=(7, 0.42 * len(rows) + 1.2), dpi=100)
+    positions = np.arange(len(rows))[::-1]
+    values = [value for _, _, value in rows]
+    axes.barh(positions, values, color=[colours.get(what, "#66c2a5") for what, _, _ in rows])
+    axes.set_yticks(positions, [name for _, name, _ in rows])
+    for position, value in zip(positions, values):
+        axes.text(value, position, f" {value:.2%}", va="center", fontsize=8)
+    low = max(0.0, min(values) - 0.1)
+    axes.set_xlim(low, 1.08)
+    axes.set_xlabel("test accuracy")
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def code_scatter_3d(codes: np.ndarray, labels: np.ndarray, classes: list[str], title: str):
+    """Points of a 3-D code space (an autoencoder's bottleneck), coloured by class, with a legend."""
+    figure = plt.figure(figsize=(6.5, 5.5), dpi=100)
+    axes = figure.add_subplot(projection="3d")
+    colours = plt.get_cmap("tab10")
+    for index, name in enumerate(classes):
+        chosen = labels == index
+        axes.scatter(*codes[chosen].T, s=6, color=colours(index % 10), label=name, depthshade=False)
+    axes.set_xlabel("code 1")
+    axes.set_ylabel("code 2")
+    axes.set_zlabel("code 3")
+    axes.legend(fontsize=7, markerscale=2, loc="upper left", ncols=2)
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def class_histogram(shares: np.ndarray, classes: list[str], title: str, reference: float | None = None):
+    """Bars of the share of samples given each class; ``reference`` draws the uniform share as a line."""
+    figure, axes = plt.subplots(figsize=(6, 3.2), dpi=100)
+    axes.bar(range(len(classes)), shares, color="#8da0cb")
+    axes.set_xticks(range(len(classes)), classes)
+    if reference is not None:
+        axes.axhline(reference, color="grey", linestyle="--", linewidth=1, label="uniform")
+        axes.legend(fontsize=8)
+    axes.set_ylabel("share of samples")
+    axes.set_title(title)
     figure.tight_layout()
     return figure

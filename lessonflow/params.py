@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -61,8 +62,8 @@ class LessonBase(Strict):
     reference: str = "none reported"
 
 
-class TrainedLesson(LessonBase):
-    """A lesson trained by gradient descent in epochs of mini-batches."""
+class Training(Strict):
+    """A model trained by gradient descent in epochs of mini-batches: a lesson's, or a helper model's."""
 
     model: ModelParams
     optimizer: OptimizerParams
@@ -71,7 +72,7 @@ class TrainedLesson(LessonBase):
     batch_size: int = Field(gt=0)
 
     @model_validator(mode="after")
-    def _model_exists(self) -> TrainedLesson:
+    def _model_exists(self) -> Training:
         from lessonflow.zoo import check_model_args
 
         try:
@@ -81,11 +82,30 @@ class TrainedLesson(LessonBase):
         return self
 
 
+class TrainedLesson(Training, LessonBase):
+    """A lesson trained by gradient descent in epochs of mini-batches."""
+
+
+class EnsembleParams(Strict):
+    """Trained classifiers of one dataset whose saved class probabilities are combined."""
+
+    dataset: str
+    members: list[str] = Field(min_length=1)
+
+
 class Params(Strict):
     profile: Profile = "embedded"
     device: DeviceName = "auto"
     datasets: dict[str, DatasetParams]
     lessons: dict[str, dict[str, Any]]
+    ensembles: dict[str, EnsembleParams] = Field(default_factory=dict)
+
+    @field_validator("ensembles")
+    @classmethod
+    def _known_members(cls, ensembles: dict[str, EnsembleParams], info: Any) -> dict[str, EnsembleParams]:
+        for name, group in ensembles.items():
+            check_members(name, group, info.data.get("datasets", {}), info.data.get("lessons", {}))
+        return ensembles
 
     @field_validator("datasets")
     @classmethod
@@ -95,11 +115,27 @@ class Params(Strict):
         for name in datasets:
             if name not in DATASETS:
                 raise ValueError(_unknown("dataset", name, DATASETS))
+            source = datasets[name].source
+            if source != "auto" and source not in DATASETS[name].sources:  # caught here, not in the download
+                raise ParamsError(f"{name}.source: {source!r} is not available for {name}; "
+                                  f"allowed: auto, {', '.join(DATASETS[name].sources)}")
         return datasets
 
 
 def _unknown(what: str, name: str, allowed: Any) -> str:
     return f"unknown {what} {name!r}; allowed: {', '.join(sorted(allowed))}"
+
+
+def check_members(name: str, group: EnsembleParams, datasets: dict, lessons: dict[str, dict]) -> None:
+    """An ensemble combines distinct lessons of its own dataset (their test sets must be the same)."""
+    if group.dataset not in datasets:
+        raise ParamsError(f"{name}.dataset: {_unknown('dataset', group.dataset, datasets)}")
+    same_data = [lesson for lesson, entry in lessons.items() if entry.get("dataset") == group.dataset]
+    for member in group.members:
+        if member not in same_data:
+            raise ParamsError(f"{name}.members: {_unknown(f'{group.dataset} lesson', member, same_data)}")
+        if group.members.count(member) > 1:
+            raise ParamsError(f"{name}.members: {member!r} is listed twice")
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -111,6 +147,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
             if field is None:
                 return []
             current = field.annotation
+            if get_origin(current) in (Union, UnionType):  # an optional block: `Model | None`
+                current = next((arg for arg in get_args(current) if isinstance(arg, type)
+                                and issubclass(arg, BaseModel)), current)
         else:  # a dict[str, Model]: the part is the user's own key
             args = get_args(current)
             current = args[-1] if args else None

@@ -46,6 +46,19 @@ class Layout:
         """Validation and test class probabilities of a classifier, for the ensembles."""
         return self.eval_log(lesson) / OUTPUTS / "predictions.npz"
 
+    def ensemble_log(self, name: str) -> Path:
+        """DVCLive folder of ``ensemble@<name>``: ``metrics.json``, ``plots/`` (bar chart) and ``outputs/`` (table)."""
+        return self.root / "results" / f"ensemble-{name}"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def reports(self) -> Path:
+        """``report.html`` (self-contained) and ``report.md`` with its ``images/``."""
+        return self.root / "reports"
+
 
 OUTPUTS = "outputs"
 PLOTS = "plots"

@@ -37,11 +37,15 @@ def outputs_of(live: Live) -> Path:
 
 
 def log_curves(live: Live, rows: list[dict[str, float]], keys: dict[str, str]) -> None:
-    """One DVCLive step per epoch; ``keys`` maps a history column to its plot name."""
-    for row in rows:
+    """One DVCLive step per epoch; ``keys`` maps a history column to its plot name.
+
+    The step is set rather than advanced with ``next_step()``, which rewrites the summary
+    on every call: a curve of thousands of epochs (the toy lessons) would take a minute.
+    """
+    for step, row in enumerate(rows):
+        live.step = step
         for column, name in keys.items():
             live.log_metric(name, row[column])
-        live.next_step()
 
 
 def read_metrics(live_dir: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The one training loop every classifier lesson uses.
+"""The one training loop every trained lesson uses (``run_epochs``; ``train_classifier`` is its cross-entropy case).
 
 Why it looks the way it does:
 
@@ -16,16 +16,20 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from tqdm import tqdm
 
+from lessonflow import accel as fast
 from lessonflow.atomic import atomic_path
+from lessonflow.params import Strict
 
 EVAL_BATCH = 4096
 THREADS_ENV = "LESSONFLOW_THREADS"
@@ -59,8 +63,21 @@ def make_deterministic(seed: int) -> None:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
+    if torch.cuda.is_available():  # CPU kernels are deterministic already; the switch costs seconds of imports
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+class Augmentation(Strict):
+    """Random transforms of the *training* batches (001 §7.7: Resize(40) + RandomHorizontalFlip + RandomCrop(32)).
+
+    ``resize``: scale each image so its shorter side has this many pixels, then crop a
+    random window of the original size back out; ``hflip``: mirror a random half of the
+    images left to right. Evaluation (``predict_logits``) never sees any of it.
+    """
+
+    resize: int | None = Field(None, gt=0)
+    hflip: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,17 @@ class TrainConfig:
     schedule: str = "constant"
     normalize: tuple[float, float] | None = None
     seed: int = 0
+    augment: Augmentation | None = None
+    compile: bool = False  # torch.compile the model (GPU runs; see lessonflow/accel.py)
+    deterministic: bool = True  # False lets a GPU run autotune cuDNN (CPU runs are always deterministic)
+
+    @classmethod
+    def of(cls, lesson: Any, **extra: Any) -> TrainConfig:
+        """The settings of a ``TrainedLesson`` params entry; ``extra`` adds the kind's own (normalize …)."""
+        opt = lesson.optimizer
+        return cls(epochs=lesson.epochs, batch_size=lesson.batch_size, optimizer=opt.name, lr=opt.lr,
+                   momentum=opt.momentum, weight_decay=opt.weight_decay, schedule=lesson.schedule,
+                   seed=lesson.seed, **extra)
 
 
 @dataclass
@@ -88,11 +116,39 @@ class History:
 
 
 def to_inputs(x: torch.Tensor, normalize: tuple[float, float] | None) -> torch.Tensor:
-    """uint8 pixels -> float in [0, 1], then the lesson's (mean, std) normalisation if it has one."""
-    x = x.float().div_(255.0)
+    """uint8 pixels -> float in [0, 1] (float features, e.g. tabular rows, are copied as they are),
+    then the lesson's (mean, std) normalisation if it has one."""
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
     if normalize is not None:
         mean, std = normalize
         x = x.sub_(mean).div_(std)
+    return x
+
+
+def augment_batch(x: torch.Tensor, augment: Augmentation) -> torch.Tensor:
+    """Apply ``augment`` to a whole float batch at once, on its own device (no per-image PIL work).
+
+    The random draws come from the global CPU generator: ``make_deterministic`` seeds it and
+    every checkpoint stores its state, so CPU runs are bit-reproducible and a resumed run
+    draws exactly what an uninterrupted one would have.
+    """
+    n, channels, height, width = x.shape
+    if augment.resize is not None:
+        if augment.resize < min(height, width):
+            raise ValueError(f"augment.resize: {augment.resize} is smaller than the {height}x{width} images; "
+                             f"it must be at least {min(height, width)}")
+        scale = augment.resize / min(height, width)
+        big = F.interpolate(x, size=(round(height * scale), round(width * scale)), mode="bilinear",
+                            align_corners=False)
+        top = torch.randint(big.shape[2] - height + 1, (n, 1, 1, 1)).to(x.device)
+        left = torch.randint(big.shape[3] - width + 1, (n, 1, 1, 1)).to(x.device)
+        rows = top + torch.arange(height, device=x.device).view(1, 1, height, 1)
+        cols = left + torch.arange(width, device=x.device).view(1, 1, 1, width)
+        x = big[torch.arange(n, device=x.device).view(n, 1, 1, 1),
+                torch.arange(channels, device=x.device).view(1, channels, 1, 1), rows, cols]
+    if augment.hflip:
+        flip = (torch.rand(n) < 0.5).to(x.device).view(n, 1, 1, 1)
+        x = torch.where(flip, x.flip(3), x)
     return x
 
 
@@ -114,6 +170,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, epochs=cfg.epochs,
                                                    steps_per_epoch=steps_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def descend(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler=None) -> None:
+    """One gradient step on ``loss`` for the parameters ``optimizer`` holds (and one scheduler tick)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
@@ -139,11 +204,22 @@ def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, normalize, device)
 
 
 def load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """A checkpoint is only resumed from when it was made by the same params, data and code."""
+    """A checkpoint is only resumed from when it was made by the same params, data, code and device type.
+
+    Any other checkpoint (or one that cannot be read) is ignored, saying so, and the run starts
+    from epoch 1: resuming it would mix two different trainings into one model.
+    """
     if not path.is_file():
         return None
-    state = torch.load(path, weights_only=False)
-    return state if state.get("fingerprint") == fingerprint else None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - whatever is wrong with it, training from scratch is the fix
+        tqdm.write(f"{path}: unreadable checkpoint ({err}); training from epoch 1")
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        tqdm.write(f"{path}: made with other params, data, code or device; training from epoch 1")
+        return None
+    return state
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -151,66 +227,95 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], cfg: TrainConfig, *,
-                     device: torch.device, checkpoint: Path, fingerprint: str, label: str,
-                     progress: bool = True) -> History:
-    """Train ``model`` in place; resume from ``checkpoint`` when it matches ``fingerprint``."""
-    model.to(device)
-    x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
-    steps_per_epoch = math.ceil(len(y_train) / cfg.batch_size)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss()
-    history = History()
+Step = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
+
+def run_epochs(parts: dict[str, Any], step: Step, *, epochs: int, n_train: int, batch_size: int, seed: int,
+               device: torch.device, checkpoint: Path, fingerprint: str, label: str,
+               after_epoch: Callable[[], dict[str, float]] = dict, progress: bool = True) -> History:
+    """The epoch loop every trained lesson kind shares, whatever it optimises.
+
+    ``parts`` are the stateful objects a checkpoint holds, by name (models, optimisers,
+    schedulers); ``step(index)`` runs one optimisation step on the training rows ``index``
+    and returns the batch's per-sample *sums*, averaged over the epoch into the record;
+    ``after_epoch()`` adds the epoch's validation figures. Every returned value is watched
+    for NaN, and the run resumes from ``checkpoint`` when it matches ``fingerprint``.
+    """
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    history = History()
+    fingerprint = f"{fingerprint}:{device.type}"  # a CUDA run's state must not continue on the CPU, or back
     resumed = load_checkpoint(checkpoint, fingerprint)
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
+        for name, part in parts.items():
+            part.load_state_dict(resumed[name])
         torch.set_rng_state(resumed["rng"])
         history.epochs = resumed["history"]
         if history.epochs:
-            tqdm.write(f"{label}: resuming after epoch {len(history.epochs)} of {cfg.epochs}")
+            tqdm.write(f"{label}: resuming after epoch {len(history.epochs)} of {epochs}")
 
     check_every = 1 if device.type == "cpu" else 25
-    epochs_bar = tqdm(range(len(history.epochs), cfg.epochs), initial=len(history.epochs), total=cfg.epochs,
+    epochs_bar = tqdm(range(len(history.epochs), epochs), initial=len(history.epochs), total=epochs,
                       desc=label, unit="epoch", disable=not progress)
     for epoch in epochs_bar:
-        model.train()
+        for part in parts.values():
+            if isinstance(part, nn.Module):
+                part.train()
         started = time.perf_counter()
-        total_loss = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        steps = tqdm(epoch_batches(len(y_train), cfg.batch_size, cfg.seed, epoch), total=steps_per_epoch,
+        totals: dict[str, torch.Tensor] = {}
+        steps = tqdm(epoch_batches(n_train, batch_size, seed, epoch), total=steps_per_epoch,
                      desc=f"epoch {epoch + 1}", unit="batch", leave=False, delay=1.0, disable=not progress)
-        for step, index in enumerate(steps, start=1):
-            index = index.to(device)
-            targets = y_train[index]
-            logits = model(to_inputs(x_train[index], cfg.normalize))
-            loss = loss_fn(logits, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.detach() * len(index)
-            correct += (logits.argmax(1) == targets).sum()
-            if step % check_every == 0 or step == steps_per_epoch:
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise DivergedError(f"{label}: loss became {value} at epoch {epoch + 1}, step {step}; "
+        for number, index in enumerate(steps, start=1):
+            sums = step(index.to(device))
+            for name, value in sums.items():
+                totals[name] = totals.get(name, 0) + value
+            if number % check_every == 0 or number == steps_per_epoch:
+                values = {name: value.item() / len(index) for name, value in sums.items()}
+                bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+                if bad:
+                    name, value = next(iter(bad.items()))
+                    raise DivergedError(f"{label}: loss became {value} at epoch {epoch + 1}, step {number} ({name}); "
                                         "lower the learning rate. Previous results were left untouched.")
-                if step % 50 == 0:
-                    steps.set_postfix(loss=f"{value:.4f}")
-        train_loss = total_loss.item() / len(y_train)
-        train_accuracy = correct.item() / len(y_train)
-        val_loss, val_accuracy = score(model, data["x_val"], data["y_val"], cfg.normalize, device)
-        record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_accuracy,
-                  "val_loss": val_loss, "val_accuracy": val_accuracy,
-                  "seconds": time.perf_counter() - started}
+                if number % 50 == 0:
+                    steps.set_postfix({name: f"{value:.4f}" for name, value in values.items()})
+        record = {"epoch": epoch + 1, **{name: total.item() / n_train for name, total in totals.items()}}
+        record.update(after_epoch())
+        record["seconds"] = time.perf_counter() - started
         history.epochs.append(record)
-        epochs_bar.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_accuracy:.4f}")
-        save_checkpoint(checkpoint, {
-            "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "history": history.epochs,
-        })
+        epochs_bar.set_postfix({name: f"{value:.4f}" for name, value in record.items() if name != "epoch"})
+        save_checkpoint(checkpoint, {"fingerprint": fingerprint, **{name: part.state_dict() for name, part in parts.items()},
+                                     "rng": torch.get_rng_state(), "history": history.epochs})
     return history
+
+
+def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], cfg: TrainConfig, *,
+                     device: torch.device, checkpoint: Path, fingerprint: str, label: str,
+                     progress: bool = True) -> History:
+    """Train ``model`` in place with cross-entropy; resume from ``checkpoint`` when it matches ``fingerprint``."""
+    model.to(device)
+    plan = fast.plan_for(device, image_inputs=data["x_train"].dim() == 4, deterministic=cfg.deterministic,
+                         compile_requested=cfg.compile)
+    forward = fast.apply(plan, model)
+    x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, math.ceil(len(y_train) / cfg.batch_size))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(index: torch.Tensor) -> dict[str, torch.Tensor]:
+        targets = y_train[index]
+        inputs = to_inputs(x_train[index], cfg.normalize)
+        if cfg.augment is not None:
+            inputs = augment_batch(inputs, cfg.augment)
+        with fast.autocast(plan):
+            logits = forward(fast.prepare_batch(plan, inputs))
+            loss = loss_fn(logits, targets)
+        descend(loss, optimizer, scheduler)
+        return {"train_loss": loss.detach() * len(index), "train_accuracy": (logits.argmax(1) == targets).sum()}
+
+    def validate() -> dict[str, float]:
+        val_loss, val_accuracy = score(model, data["x_val"], data["y_val"], cfg.normalize, device)
+        return {"val_loss": val_loss, "val_accuracy": val_accuracy}
+
+    return run_epochs({"model": model, "optimizer": optimizer, "scheduler": scheduler}, step, epochs=cfg.epochs,
+                      n_train=len(y_train), batch_size=cfg.batch_size, seed=cfg.seed, device=device,
+                      checkpoint=checkpoint, fingerprint=fingerprint, label=label, after_epoch=validate,
+                      progress=progress)

@@ -7,6 +7,7 @@ architecture (``mnist-logreg``, ``mnist-ann`` and ``mnist-mlp`` are all ``mlp``)
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -70,10 +71,38 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+@register("binary_mlp")
+class BinaryMLP(MLP):
+    """An MLP with one sigmoid output unit, the tutorials' BCE classifiers (Pima diabetes 8-6-4-1).
+
+    It returns the two logits [0, z]: softmax([0, z]) = [1 − σ(z), σ(z)], so cross-entropy
+    on them is exactly BCE on σ(z), and the shared classifier loop and scoring apply unchanged.
+    """
+
+    def __init__(self, in_shape, num_classes, hidden: list[int] = (), activations: list[str] | None = None):
+        if num_classes != 2:
+            raise ValueError(f"binary_mlp needs a dataset with 2 classes, this one has {num_classes}")
+        super().__init__(in_shape, 1, hidden, activations)
+
+    def forward(self, x):
+        z = self.net(x)
+        return torch.cat([torch.zeros_like(z), z], dim=1)
+
+
 def _flat_size(features: nn.Module, in_shape) -> int:
     """Size the classifier head from a dry forward pass instead of hand-computed arithmetic."""
     with torch.no_grad():
         return features(torch.zeros(1, *in_shape)).flatten(1).shape[1]
+
+
+def dense_head(width: int, hidden: list[int], num_classes: int) -> nn.Sequential:
+    """Flatten, then Linear+ReLU per ``hidden`` size, then the output Linear: the head of every conv net here."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
 
 
 @register("cnn")
@@ -93,12 +122,205 @@ class SmallCNN(nn.Module):
             layers += [nn.Conv2d(width, out, kernel, padding=padding), nn.ReLU(), nn.MaxPool2d(2)]
             width = out
         self.features = nn.Sequential(*layers)
-        sizes = [_flat_size(self.features, in_shape), *head]
-        head_layers: list[nn.Module] = [nn.Flatten()]
-        for a, b in zip(sizes, sizes[1:]):
-            head_layers += [nn.Linear(a, b), nn.ReLU()]
-        head_layers.append(nn.Linear(sizes[-1], num_classes))
-        self.head = nn.Sequential(*head_layers)
+        self.head = dense_head(_flat_size(self.features, in_shape), head, num_classes)
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+@register("lstm")
+class LSTMHead(nn.Module):
+    """An LSTM over a sequence, with a linear head on its last time step.
+
+    The input's last two dimensions are (time, features): a stock window (N, days, F),
+    or an image (N, 1, 28, 28) read as 28 rows of 28 pixels. The head reads the top
+    layer's final state of each direction: with ``bidirectional``, the backward direction's
+    output at the last time step has seen only that step, its final state the whole sequence.
+    """
+
+    def __init__(self, in_shape, num_classes, hidden: int = 100, num_layers: int = 1, bidirectional: bool = False):
+        super().__init__()
+        self.steps, features = in_shape[-2], in_shape[-1]
+        self.directions = 2 if bidirectional else 1
+        self.lstm = nn.LSTM(features, hidden, num_layers, batch_first=True, bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * self.directions, num_classes)
+
+    def forward(self, x):
+        _, (final, _) = self.lstm(x.reshape(len(x), self.steps, -1))  # final: (layers * directions, N, hidden)
+        top = final[-self.directions:]
+        return self.head(top.transpose(0, 1).reshape(len(x), -1))
+
+
+class BasicBlock(nn.Module):
+    """He et al.'s basic block: two 3x3 conv+BN layers and a shortcut.
+
+    A strided or widening block projects its shortcut with conv3x3+BN, as the tutorial does.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut = nn.Identity() if stride == 1 and in_channels == out_channels else nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+@register("resnet_cifar")
+class CifarResNet(nn.Module):
+    """001 §7.7's ResNet: conv3x3+BN+ReLU, three stages of ``blocks`` residual blocks (16, 32, 64 channels,
+    stride 2 entering stages 2 and 3), global average pooling (= AvgPool(8) on 32x32 input), Linear(64, classes).
+
+    Fixed against the seed: its blocks strode in *both* convolutions (so stage 3 shrank the map
+    fourfold and stage 2 not at all), and ``squeeze`` broke on a batch of one.
+    """
+
+    def __init__(self, in_shape, num_classes, blocks: int = 4, channels: list[int] = (16, 32, 64)):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_shape[0], channels[0], 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True)]
+        width = channels[0]
+        for stage, out in enumerate(channels):
+            for block in range(blocks):
+                layers.append(BasicBlock(width, out, stride=2 if stage > 0 and block == 0 else 1))
+                width = out
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class InceptionA(nn.Module):
+    """The course's Inception block (003 L): four branches run side by side, concatenated on channels.
+
+    pool→1x1(24) | 1x1(16) | 1x1(16)→5x5(24) | 1x1(16)→3x3(24)→3x3(24), padded so every
+    branch keeps the height and width: 24+16+24+24 = 88 channels out. The seed built every
+    kernel 1x1 and never called the block; this one is the block its text describes.
+    """
+
+    OUT_CHANNELS = 88
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.branch_pool = nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1), nn.Conv2d(in_channels, 24, 1))
+        self.branch_1x1 = nn.Conv2d(in_channels, 16, 1)
+        self.branch_5x5 = nn.Sequential(nn.Conv2d(in_channels, 16, 1), nn.Conv2d(16, 24, 5, padding=2))
+        self.branch_3x3 = nn.Sequential(nn.Conv2d(in_channels, 16, 1), nn.Conv2d(16, 24, 3, padding=1),
+                                        nn.Conv2d(24, 24, 3, padding=1))
+
+    def forward(self, x):
+        branches = (self.branch_pool, self.branch_1x1, self.branch_5x5, self.branch_3x3)
+        return torch.cat([branch(x) for branch in branches], dim=1)
+
+
+@register("inception")
+class InceptionNet(nn.Module):
+    """003 L: per stage conv(kernel)→ReLU→MaxPool2→InceptionA; then one Linear on the flattened map.
+
+    On MNIST: conv(1,10,5), InceptionA(10), conv(88,20,5), InceptionA(20), Linear(1408, 10);
+    the 1408 comes from a dry forward pass, not from arithmetic in the source.
+    """
+
+    def __init__(self, in_shape, num_classes, channels: list[int] = (10, 20), kernel: int = 5):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_shape[0]
+        for out in channels:
+            layers += [nn.Conv2d(width, out, kernel), nn.ReLU(), nn.MaxPool2d(2), InceptionA(out)]
+            width = InceptionA.OUT_CHANNELS
+        self.features = nn.Sequential(*layers)
+        self.head = dense_head(_flat_size(self.features, in_shape), [], num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class ResidualBlock(nn.Module):
+    """003 M's block: y = relu(conv1(x)); y = relu(conv2(y)); out = relu(y + x), 3x3 convs that keep the shape."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.relu(self.conv1(x))
+        return torch.relu(torch.relu(self.conv2(y)) + x)
+
+
+@register("residual_cnn")
+class ResidualCNN(nn.Module):
+    """003 M: per stage conv(kernel)→ReLU→MaxPool2→ResidualBlock; a dense head (320→64→10 on MNIST)."""
+
+    def __init__(self, in_shape, num_classes, channels: list[int] = (10, 20), kernel: int = 5,
+                 head: list[int] = (64,)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_shape[0]
+        for out in channels:
+            layers += [nn.Conv2d(width, out, kernel), nn.ReLU(), nn.MaxPool2d(2), ResidualBlock(out)]
+            width = out
+        self.features = nn.Sequential(*layers)
+        self.head = dense_head(_flat_size(self.features, in_shape), head, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _linear_stack(widths: list[int], activation: Callable[[], nn.Module]) -> list[nn.Module]:
+    """Linear layers through ``widths`` with ``activation()`` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for a, b in zip(widths, widths[1:]):
+        layers += [nn.Linear(a, b), activation()]
+    return layers[:-1]
+
+
+@register("autoencoder")
+class AutoEncoder(nn.Module):
+    """001 §10: a Tanh MLP squeezes the image to a ``code``-sized vector (3, so it can be plotted)
+    and a mirrored one rebuilds it, a Sigmoid keeping pixels in [0, 1].
+
+    ``forward`` returns the reconstruction in the input's shape; ``encoder`` gives the code.
+    ``num_classes`` is part of every zoo constructor; an autoencoder has no use for it.
+    """
+
+    def __init__(self, in_shape, num_classes, hidden: list[int] = (128, 64, 12), code: int = 3):
+        super().__init__()
+        widths = [math.prod(in_shape), *hidden, code]
+        self.encoder = nn.Sequential(nn.Flatten(), *_linear_stack(widths, nn.Tanh))
+        self.decoder = nn.Sequential(*_linear_stack(widths[::-1], nn.Tanh), nn.Sigmoid(),
+                                     nn.Unflatten(1, tuple(in_shape)))
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+@register("gan")
+class GAN(nn.Module):
+    """001 §11: a generator noise→``hidden``→image (Tanh, pixels in [-1, 1]) and a discriminator
+    image→``hidden``→P(real) (Sigmoid), LeakyReLU(``slope``) inside both.
+
+    One module holds the pair so that a lesson names one model; ``forward(z)`` generates.
+    ``num_classes`` is part of every zoo constructor; an unconditional GAN has no use for it.
+    """
+
+    def __init__(self, in_shape, num_classes, noise: int = 64, hidden: list[int] = (256, 256), slope: float = 0.2):
+        super().__init__()
+        self.noise = noise
+        pixels = math.prod(in_shape)
+        leaky = functools.partial(nn.LeakyReLU, slope)
+        self.generator = nn.Sequential(*_linear_stack([noise, *hidden, pixels], leaky), nn.Tanh(),
+                                       nn.Unflatten(1, tuple(in_shape)))
+        self.discriminator = nn.Sequential(nn.Flatten(), *_linear_stack([pixels, *hidden, 1], leaky), nn.Sigmoid(),
+                                           nn.Flatten(0))
+
+    def forward(self, z):
+        return self.generator(z)

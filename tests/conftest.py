@@ -82,6 +82,28 @@ def project(tmp_path) -> Path:
     return copy_project(tmp_path / "project")
 
 
+QUICK_LESSONS = ["mnist-logreg", "mnist-cnn-book"]
+ONE_THREAD = {"LESSONFLOW_THREADS": "1"}  # stages run side by side on 2 cores: no oversubscription
+
+
+@pytest.fixture(scope="session")
+def quick_built(tmp_path_factory) -> Path:
+    """The two quickest MNIST lessons of the default profile, built by a real `dvc repro` and committed.
+
+    Read-only: a test that changes things works on ``clone(quick_built, dest)``.
+    """
+    repo = copy_project(tmp_path_factory.mktemp("quick"))
+    dvc(repo, "repro", *(f"evaluate@{lesson}" for lesson in QUICK_LESSONS), env=project_env(**ONE_THREAD))
+    commit_all(repo, "built the quick lessons")
+    return repo
+
+
+def clone(repo: Path, dest: Path) -> Path:
+    """A copy of a built project (git history, DVC cache, outputs and their mtimes) to change freely."""
+    shutil.copytree(repo, dest, symlinks=True)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     """The offline mirror of the real datasets (CI has it beside the clone)."""

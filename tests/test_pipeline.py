@@ -40,6 +40,6 @@ def test_second_repro_does_nothing_and_a_param_edit_reruns_only_that_lesson(buil
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         ran = stages_ran(dvc(built_project, "repro").stdout)
-        assert ran == {"train@mnist-cnn", "evaluate@mnist-cnn"}
+        assert ran == {"train@mnist-cnn", "evaluate@mnist-cnn", "ensemble-mnist", "report"}
     finally:
         commit_all(built_project, "mnist-cnn lr 0.02")

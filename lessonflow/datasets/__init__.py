@@ -36,14 +36,24 @@ class Splits:
     x_test: torch.Tensor
     y_test: torch.Tensor
     classes: list[str]
+    source: str | None = None  # what the data is, where the source's name would mislead (e.g. "synthetic")
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """``decode`` returns :class:`Splits` (train/test examples: ``prepare_dataset`` holds out the
+    validation split) or a ``dict`` that is already final, saved as it is. The dict form is for data
+    that is not a train/test sample set, e.g. the tutorials' named inline point sets (``toy``):
+    a random validation split of three points would only destroy the lesson.
+    """
+
     name: str
     sources: tuple[str, ...]
     fetch: Callable[[str, Path, Any], None]
-    decode: Callable[[str, Path, Any], Splits]
+    decode: Callable[[str, Path, Any], Splits | dict[str, Any]]
+    # Sources whose content changes by itself (e.g. official stock prices): a scheduled flow run
+    # re-downloads them every time (flows.pipeline, refresh_sources).
+    live_sources: tuple[str, ...] = ()
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -105,12 +115,15 @@ def prepare_dataset(name: str, dataset_params: Any, raw_dir: Path, out_path: Pat
     spec = DATASETS[name]
     source = read_source(raw_dir)
     splits = spec.decode(source, raw_dir, dataset_params)
-    x_train, y_train, x_val, y_val = split_validation(splits.x_train, splits.y_train, dataset_params.val_fraction)
-    prepared = {
-        "dataset": name, "source": source, "classes": splits.classes,
-        "x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val,
-        "x_test": splits.x_test, "y_test": splits.y_test,
-    }
+    if isinstance(splits, Splits):
+        x_train, y_train, x_val, y_val = split_validation(splits.x_train, splits.y_train, dataset_params.val_fraction)
+        prepared = {
+            "dataset": name, "source": splits.source or source, "classes": splits.classes,
+            "x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val,
+            "x_test": splits.x_test, "y_test": splits.y_test,
+        }
+    else:  # already final: see DatasetSpec
+        prepared = {"dataset": name, "source": source, **splits}
     with atomic_path(out_path) as tmp:
         torch.save(prepared, tmp)
     return prepared
@@ -124,3 +137,7 @@ def load_prepared(path: Path) -> dict[str, Any]:
 
 # Importing the modules registers their specs.
 from lessonflow.datasets import mnist  # noqa: E402,F401
+from lessonflow.datasets import toy  # noqa: E402,F401
+from lessonflow.datasets import cifar  # noqa: E402,F401
+from lessonflow.datasets import stock  # noqa: E402,F401
+from lessonflow.datasets import sign_digits, boston, pima  # noqa: E402,F401

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import logging
 import shutil
 import time
-import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,16 +42,19 @@ def sha256_of(path: Path, *, gunzip: bool = False) -> str:
         with opener(path, "rb") as fh:
             while chunk := fh.read(CHUNK):
                 digest.update(chunk)
-    except (OSError, EOFError) as err:  # a truncated gzip stream fails here
+    except (OSError, EOFError, zlib.error) as err:  # a truncated or bit-flipped gzip stream fails here
         raise ChecksumError(f"{path}: unreadable ({err}); delete it and run the download stage again") from None
     return digest.hexdigest()
 
 
 def verify(path: Path, expected_sha256: str, *, gunzip: bool = False) -> None:
     """Raise ChecksumError unless the (optionally decompressed) content has the published sha256."""
-    actual = sha256_of(path, gunzip=gunzip)
+    what = "decompressed content" if gunzip else "content"
+    try:
+        actual = sha256_of(path, gunzip=gunzip)
+    except ChecksumError as err:
+        raise ChecksumError(f"{err}\n  expected sha256 of the {what}: {expected_sha256}") from None
     if actual != expected_sha256:
-        what = "decompressed content" if gunzip else "content"
         raise ChecksumError(
             f"{path}: checksum mismatch, the file is corrupt or truncated\n"
             f"  expected sha256 of the {what}: {expected_sha256}\n"
@@ -62,8 +66,7 @@ def _stream(url: str, dest: Path, *, timeout: float) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "lessonflow"})
     with urllib.request.urlopen(request, timeout=timeout) as response, dest.open("wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name.split(".partial")[0].lstrip("."),
-                  leave=False) as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
             while chunk := response.read(CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -71,25 +74,29 @@ def _stream(url: str, dest: Path, *, timeout: float) -> None:
             raise DownloadError(f"{url}: connection closed after {out.tell()} of {total} bytes")
 
 
-def download(urls: Iterable[str], final: Path, *, sha256: str, gunzip: bool = False,
+def download(urls: Iterable[str], final: Path, *, sha256: str | None, gunzip: bool = False,
              rounds: int = 3, backoff: float = 2.0, timeout: float = 60.0) -> Path:
     """Fetch ``final`` from the first URL that serves the right bytes.
 
     Every URL is tried in order; a whole failed round is retried after an exponential
-    back-off, because most failures (rate limits, resets) are transient.
+    back-off, because most failures (rate limits, resets) are transient. ``sha256=None``
+    is for containers built on request (a GitHub archive) whose bytes have no stable
+    checksum: the caller must then verify the content it unpacks.
     """
     urls = list(urls)
     failures: list[str] = []
     for attempt in range(rounds):
         for url in urls:
-            with atomic_path(final) as tmp:
-                try:
+            tmp = final
+            try:  # the error leaves the ``with``, so a failed attempt is thrown away, never renamed into place
+                with atomic_path(final) as tmp:
                     _stream(url, tmp, timeout=timeout)
-                    verify(tmp, sha256, gunzip=gunzip)
-                except (OSError, urllib.error.URLError, DownloadError, ChecksumError) as err:
-                    failures.append(f"{url}: {err}".replace(str(tmp), final.name))
-                    log.warning("download failed, trying the next mirror: %s", failures[-1])
-                    continue
+                    if sha256 is not None:
+                        verify(tmp, sha256, gunzip=gunzip)
+            except (OSError, ValueError, http.client.HTTPException, DownloadError, ChecksumError) as err:
+                failures.append(f"{url}: {err}".replace(str(tmp), final.name))
+                log.warning("download failed, trying the next mirror: %s", failures[-1])
+                continue
             log.info("downloaded %s from %s", final.name, url)
             return final
         if attempt + 1 < rounds:

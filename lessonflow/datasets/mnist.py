@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.datasets import MNIST
-
 from lessonflow.datasets import DatasetSpec, Splits, mirror_root, register
 from lessonflow.datasets.fetch import copy_verified, download, verify
 
@@ -41,6 +39,8 @@ def fetch(source: str, raw_dir: Path, params: Any) -> None:
         if source == "mirror":
             copy_verified(mirror_root() / "mnist" / target.name, target, sha256=sha, gunzip=True)
         else:
+            from torchvision.datasets import MNIST  # slow to import; only this path needs it
+
             mirrors = params.urls or MNIST.mirrors
             download([m.rstrip("/") + "/" + target.name for m in mirrors], target, sha256=sha, gunzip=True)
 

@@ -2,102 +2,66 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
-import torch
+from pydantic import Field, model_validator
 
-from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
+from lessonflow.classification import evaluate_with, fit
 from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import TrainedLesson
-from lessonflow.figures import confusion_matrix_figure, image_grid
-from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
-from lessonflow.training import (
-    TrainConfig, make_deterministic, pick_device, predict_logits, train_classifier,
-)
-from lessonflow.zoo import build_model
+from lessonflow.params import OptimizerParams, ParamsError, ScheduleName, Strict, TrainedLesson
+from lessonflow.training import Augmentation, TrainConfig
 
-MISCLASSIFIED_SHOWN = 32
+
+class FastRecipe(Strict):
+    """A tuned recipe beside the tutorial's own settings: whatever it names replaces the lesson's."""
+
+    optimizer: OptimizerParams | None = None
+    schedule: ScheduleName | None = None
+    epochs: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
 
 
 class ClassifierLesson(TrainedLesson):
-    """An image classifier trained with cross-entropy on a prepared image dataset."""
+    """An image classifier trained with cross-entropy on a prepared image dataset.
+
+    ``recipe: tutorial`` reproduces the tutorial's hyper-parameters; ``recipe: fast`` trains
+    with those of the ``fast:`` block instead (the same model and data, a tuned schedule).
+    """
 
     normalize: tuple[float, float] | None = None
+    augment: Augmentation | None = None  # training batches only; evaluation sees the clean images
+    recipe: Literal["tutorial", "fast"] = "tutorial"
+    fast: FastRecipe | None = None
+    compile: bool = False  # torch.compile the model (worth it on a GPU; see lessonflow/accel.py)
+    deterministic: bool = True  # false lets a GPU autotune cuDNN; CPU runs stay bit-reproducible
 
+    @model_validator(mode="after")
+    def _fast_block_given(self) -> ClassifierLesson:
+        if self.recipe == "fast" and self.fast is None:
+            raise ParamsError("recipe: 'fast' needs a 'fast:' block (optimizer, schedule, epochs, batch_size); "
+                              "allowed recipes: tutorial, fast")
+        return self
 
-CURVES = {"train_loss": "train/loss", "train_accuracy": "train/accuracy",
-          "val_loss": "val/loss", "val_accuracy": "val/accuracy"}
+    def chosen(self) -> ClassifierLesson:
+        """The lesson with the selected recipe's settings in place."""
+        if self.recipe == "tutorial":
+            return self
+        chosen = {key: getattr(self.fast, key) for key in FastRecipe.model_fields}
+        return self.model_copy(update={key: value for key, value in chosen.items() if value is not None})
 
 
 def train_config(lesson: Any) -> TrainConfig:
-    opt = lesson.optimizer
-    return TrainConfig(epochs=lesson.epochs, batch_size=lesson.batch_size, optimizer=opt.name, lr=opt.lr,
-                       momentum=opt.momentum, weight_decay=opt.weight_decay, schedule=lesson.schedule,
-                       normalize=lesson.normalize, seed=lesson.seed)
-
-
-def build_for(lesson: Any, data: dict[str, Any]) -> torch.nn.Module:
-    return build_model(lesson.model.name, lesson.model.kwargs(),
-                       in_shape=tuple(data["x_train"].shape[1:]), num_classes=len(data["classes"]))
+    lesson = lesson.chosen()
+    return TrainConfig.of(lesson, normalize=lesson.normalize, augment=lesson.augment, compile=lesson.compile,
+                          deterministic=lesson.deterministic)
 
 
 def train(run: LessonRun) -> None:
-    lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    make_deterministic(lesson.seed)
-    prepared_path = layout.prepared(lesson.dataset)
-    data = load_prepared(prepared_path)
-    model = build_for(lesson, data)
-    history = train_classifier(model, data, train_config(lesson), device=device,
-                               checkpoint=layout.checkpoint(run.lesson_id),
-                               fingerprint=run.fingerprint(prepared_path), label=run.lesson_id)
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save(model.cpu().state_dict(), tmp)
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        log_curves(live, history.epochs, CURVES)
-        live.summary.update(train_seconds=round(history.train_seconds, 3), epochs=len(history.epochs),
-                            device=device.type, data_source=data["source"])
-
-
-def save_predictions(path, **arrays: np.ndarray) -> None:
-    with path.open("wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    fit(run, train_config(run.lesson), recipe=run.lesson.recipe)
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    data = load_prepared(layout.prepared(lesson.dataset))
-    model = build_for(lesson, data)
-    model.load_state_dict(torch.load(layout.model(run.lesson_id), weights_only=True))
-    model.to(device)
-    logits = {split: predict_logits(model, data[f"x_{split}"], lesson.normalize, device) for split in ("val", "test")}
-    y_test = data["y_test"]
-    test_loss = torch.nn.functional.cross_entropy(logits["test"], y_test).item()
-    predicted = logits["test"].argmax(1)
-    trained = read_metrics(layout.train_log(run.lesson_id))
-    metrics = {
-        "test_accuracy": round((predicted == y_test).float().mean().item(), 6),
-        "test_loss": round(test_loss, 6),
-        "val_accuracy": round((logits["val"].argmax(1) == data["y_val"]).float().mean().item(), 6),
-        "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "device": trained["device"],
-        "data_source": data["source"], "seed": lesson.seed, "reference_accuracy": lesson.reference_accuracy,
-    }
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        save_predictions(outputs_of(live) / layout.predictions(run.lesson_id).name,
-                         val_probs=logits["val"].softmax(1).numpy(), y_val=data["y_val"].numpy(),
-                         test_probs=logits["test"].softmax(1).numpy(), y_test=y_test.numpy())
-        live.log_image("confusion_matrix.png", confusion_matrix_figure(
-            y_test.numpy(), predicted.numpy(), data["classes"], f"{run.lesson_id}: test confusion matrix"))
-        wrong = (predicted != y_test).nonzero().flatten()[:MISCLASSIFIED_SHOWN]
-        live.log_image("misclassified.png", image_grid(
-            data["x_test"][wrong].numpy(),
-            [f"{data['classes'][y_test[i]]} → {data['classes'][predicted[i]]}" for i in wrong],
-            f"{run.lesson_id}: misclassified test images (true → predicted)"))
-    return metrics
+    return evaluate_with(run, run.lesson.chosen().normalize)
 
 
 KIND = LessonKind(schema=ClassifierLesson, train=train, evaluate=evaluate)

@@ -1,0 +1,350 @@
+"""`make bench`: lessonflow's training loop against the tutorials' own loops, on the real MNIST.
+
+Sections (each writes ``benchmarks/results/<section>.json`` and prints a table; the
+Markdown tables also go to ``benchmarks/results/tables.md`` for BENCHMARKS.md):
+
+1. ``epoch``: seconds per epoch of every MNIST lesson, lessonflow's ``train_classifier`` and
+   the tutorial's loop (``benchmarks/tutorial.py``) in the same run, same model, same
+   hyper-parameters, both on all 60 000 training images with the 10 000 test images as
+   their evaluation set; split into data handling, compute and evaluation.
+2. ``fast``: time to the tutorial's accuracy with each lesson's ``recipe: fast``
+   (the pipeline's own data: 54 000 training images, test accuracy on the 10 000).
+3. ``reproduction``: the whole ``mnist-ann`` reproduction (100 epochs) with lessonflow, for
+   real; the tutorial loop's 100 epochs are *extrapolated* from section 1's epochs.
+4. ``pipeline``: ``dvc repro`` of the default profile in a temporary copy of the project
+   (wall time, and the share outside training), then ``dvc repro`` with nothing to do.
+5. ``memory``: peak RSS of training each MNIST lesson on full MNIST (one epoch, in a child process).
+
+Data: the offline mirror (``LESSONFLOW_DATA_MIRROR``, default ``../shared/data``), prepared
+by lessonflow's own download/prepare functions into a temporary folder.
+Usage: python benchmarks/bench.py [--only epoch fast ...] [--lessons mnist-ann ...] [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import torch  # noqa: E402
+
+import tutorial  # noqa: E402
+from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset  # noqa: E402
+from lessonflow.kinds.classifier import train_config  # noqa: E402
+from lessonflow.params import DatasetParams, load_params  # noqa: E402
+from lessonflow.training import epoch_batches, make_deterministic, score, to_inputs, train_classifier  # noqa: E402
+from lessonflow.zoo import build_model  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+MNIST_LESSONS = ["mnist-logreg", "mnist-ann", "mnist-mlp", "mnist-cnn", "mnist-cnn-book"]
+# (epochs per run, runs) for section 1: the cheap lessons get more runs, the convolutional ones fewer
+EPOCH_PLAN = {"mnist-logreg": (1, 3), "mnist-ann": (1, 3), "mnist-mlp": (1, 3), "mnist-cnn": (1, 2),
+              "mnist-cnn-book": (1, 1)}
+FAST_GOALS = {"mnist-logreg": (0.92, 3.0), "mnist-ann": (0.978, 5.0), "mnist-cnn": (0.99, 60.0)}
+CPU = torch.device("cpu")
+
+
+def summary(values: list[float]) -> dict:
+    return {"runs": [round(v, 3) for v in values], "median": round(statistics.median(values), 3),
+            "spread": round(max(values) - min(values), 3)}
+
+
+def write(section: str, payload: dict, results: dict) -> None:
+    """Save one section as soon as it is done (a later section failing loses nothing), tables included."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{section}.json").write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
+    (RESULTS / "tables.md").write_text(markdown(results) + "\n")
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "load_average_at_write": [round(v, 2) for v in os.getloadavg()]}
+
+
+def prepared_mnist(work: Path) -> dict:
+    raw, out = work / "raw", work / "mnist.pt"
+    if not out.exists():
+        params = DatasetParams(source="mirror")
+        download_dataset("mnist", params, "full", raw)
+        prepare_dataset("mnist", params, raw, out)
+    return load_prepared(out)
+
+
+def fresh_model(lesson, seed: int = 0) -> torch.nn.Module:
+    make_deterministic(seed)
+    return build_model(lesson.model.name, lesson.model.kwargs(), in_shape=(1, 28, 28), num_classes=10)
+
+
+def run_lessonflow(lesson, data: dict, cfg, work: Path):
+    model = fresh_model(lesson)
+    checkpoint = work / "checkpoint.pt"
+    checkpoint.unlink(missing_ok=True)
+    history = train_classifier(model, data, cfg, device=CPU, checkpoint=checkpoint, fingerprint="bench",
+                               label="bench", progress=False)
+    return model, history
+
+
+def data_seconds(data: dict, cfg) -> float:
+    """The data handling of one lessonflow epoch, timed alone: shuffle, index, uint8 -> float."""
+    started = time.perf_counter()
+    for index in epoch_batches(len(data["y_train"]), cfg.batch_size, cfg.seed, 0):
+        to_inputs(data["x_train"][index], cfg.normalize)
+        data["y_train"][index]
+    return time.perf_counter() - started
+
+
+def section_epoch(prepared: dict, lessons: dict, work: Path, tv_root: Path, repeats: int | None,
+                  chosen: list[str]) -> dict:
+    # both loops see the same images: all 60 000 for training, the test set as the evaluation set
+    data = {"x_train": torch.cat([prepared["x_train"], prepared["x_val"]]),
+            "y_train": torch.cat([prepared["y_train"], prepared["y_val"]]),
+            "x_val": prepared["x_test"], "y_val": prepared["y_test"]}
+    table = {}
+    for lesson_id in chosen:
+        lesson = lessons[lesson_id]
+        epochs, runs = EPOCH_PLAN[lesson_id]
+        runs = repeats or runs
+        cfg = train_config(lesson)
+        cfg = type(cfg)(**{**cfg.__dict__, "epochs": epochs})
+        ours = {"data": [], "compute": [], "evaluation": [], "total": []}
+        theirs = {"data": [], "compute": [], "evaluation": [], "total": []}
+        accuracy = {"lessonflow": [], "tutorial": []}
+        for _ in range(runs):
+            model, history = run_lessonflow(lesson, data, cfg, work)
+            eval_started = time.perf_counter()
+            _, acc = score(model, data["x_val"], data["y_val"], cfg.normalize, CPU)
+            evaluation = time.perf_counter() - eval_started
+            handling = data_seconds(data, cfg)
+            for record in history.epochs:
+                ours["total"].append(record["seconds"])
+                ours["data"].append(handling)
+                ours["evaluation"].append(evaluation)
+                ours["compute"].append(record["seconds"] - handling - evaluation)
+            accuracy["lessonflow"].append(acc)
+            splits, acc = tutorial.train(lesson_id, fresh_model(lesson), cfg, tv_root, epochs)
+            for split in splits:
+                for key in ("data", "compute", "evaluation"):
+                    theirs[key].append(getattr(split, key))
+                theirs["total"].append(split.total)
+            accuracy["tutorial"].append(acc)
+        row = {"epochs_per_run": epochs, "runs": runs,
+               "lessonflow": {k: summary(v) for k, v in ours.items()},
+               "tutorial": {k: summary(v) for k, v in theirs.items()},
+               "accuracy": {k: summary(v) for k, v in accuracy.items()}}
+        row["speedup"] = round(row["tutorial"]["total"]["median"] / row["lessonflow"]["total"]["median"], 2)
+        table[lesson_id] = row
+        write("epoch", {"lessons": table}, {"epoch": table})  # a long run keeps every finished lesson
+        print(f"{lesson_id}: lessonflow {row['lessonflow']['total']['median']} s/epoch, "
+              f"tutorial {row['tutorial']['total']['median']} s/epoch, x{row['speedup']}", flush=True)
+    return table
+
+
+def section_fast(prepared: dict, lessons: dict, work: Path, repeats: int | None, chosen: list[str]) -> dict:
+    table = {}
+    for lesson_id, (goal_accuracy, goal_seconds) in FAST_GOALS.items():
+        if lesson_id not in chosen:
+            continue
+        lesson = lessons[lesson_id].model_copy(update={"recipe": "fast"})
+        cfg = train_config(lesson)
+        runs = repeats or (1 if goal_seconds > 10 else 3)
+        seconds, accuracies = [], []
+        for _ in range(runs):
+            model, history = run_lessonflow(lesson, prepared, cfg, work)
+            seconds.append(history.train_seconds)
+            accuracies.append(score(model, prepared["x_test"], prepared["y_test"], cfg.normalize, CPU)[1])
+        table[lesson_id] = {
+            "recipe": {"optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum,
+                       "weight_decay": cfg.weight_decay, "schedule": cfg.schedule, "epochs": cfg.epochs,
+                       "batch_size": cfg.batch_size},
+            "goal": {"test_accuracy": goal_accuracy, "train_seconds": goal_seconds},
+            "train_seconds": summary(seconds), "test_accuracy": summary(accuracies),
+            "met": statistics.median(accuracies) >= goal_accuracy and statistics.median(seconds) <= goal_seconds}
+        print(f"{lesson_id} fast: {table[lesson_id]['test_accuracy']['median']:.4f} in "
+              f"{table[lesson_id]['train_seconds']['median']} s (goal {goal_accuracy} in {goal_seconds} s)", flush=True)
+    return table
+
+
+def section_reproduction(prepared: dict, lessons: dict, work: Path, epoch_table: dict | None,
+                         epochs: int) -> dict:
+    lesson = lessons["mnist-ann"]
+    cfg = train_config(lesson)
+    cfg = type(cfg)(**{**cfg.__dict__, "epochs": epochs})
+    started = time.perf_counter()
+    model, history = run_lessonflow(lesson, prepared, cfg, work)
+    wall = time.perf_counter() - started
+    accuracy = score(model, prepared["x_test"], prepared["y_test"], cfg.normalize, CPU)[1]
+    result = {"epochs": epochs, "lessonflow": {"train_seconds": round(history.train_seconds, 2),
+                                               "wall_seconds": round(wall, 2), "test_accuracy": round(accuracy, 4)}}
+    if epoch_table and "mnist-ann" in epoch_table:
+        per_epoch = epoch_table["mnist-ann"]["tutorial"]["total"]["median"]
+        result["tutorial_extrapolated"] = {"seconds_per_epoch_measured": per_epoch,
+                                           "epochs_measured": len(epoch_table["mnist-ann"]["tutorial"]["total"]["runs"]),
+                                           "seconds_for_100_epochs": round(per_epoch * 100, 1)}
+        result["speedup_extrapolated"] = round(per_epoch * 100 / (wall * 100 / epochs), 2)
+    print(f"mnist-ann reproduction: {epochs} epochs in {wall:.1f} s, test {accuracy:.4f}", flush=True)
+    return result
+
+
+def section_pipeline(noop_runs: int) -> dict:
+    from conftest import copy_project, dvc
+
+    with tempfile.TemporaryDirectory(prefix="lessonflow-bench-") as tmp:
+        repo = copy_project(Path(tmp))
+        started = time.perf_counter()
+        dvc(repo, "repro")
+        wall = time.perf_counter() - started
+        trained = {}
+        for metrics in sorted((repo / "results").glob("*/train/metrics.json")):
+            seconds = json.loads(metrics.read_text()).get("train_seconds")
+            if isinstance(seconds, (int, float)):
+                trained[metrics.parts[-3]] = seconds
+        noop = []
+        for _ in range(noop_runs):
+            started = time.perf_counter()
+            dvc(repo, "repro")
+            noop.append(time.perf_counter() - started)
+    inside = sum(trained.values())
+    result = {"default_profile_repro_wall_seconds": round(wall, 1), "sum_train_seconds": round(inside, 1),
+              "share_outside_training": round(1 - inside / wall, 3), "lessons_with_train_seconds": len(trained),
+              "noop_repro_seconds": summary(noop)}
+    print(f"dvc repro (default profile): {wall:.1f} s, of which training {inside:.1f} s; "
+          f"no-op repro median {result['noop_repro_seconds']['median']} s", flush=True)
+    return result
+
+
+MEMORY_CHILD = """
+import resource, sys, torch
+from pathlib import Path
+sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
+from bench import CPU, load_prepared, load_params, run_lessonflow, train_config
+lesson = load_params({params!r}).lessons[{lesson!r}]
+data = load_prepared(Path({prepared!r}))
+cfg = train_config(lesson)
+cfg = type(cfg)(**{{**cfg.__dict__, "epochs": 1}})
+run_lessonflow(lesson, data, cfg, Path({work!r}))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def section_memory(work: Path, chosen: list[str]) -> dict:
+    table = {}
+    for lesson_id in chosen:
+        code = MEMORY_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), params=str(ROOT / "params.yaml"),
+                                   lesson=lesson_id, prepared=str(work / "mnist.pt"), work=str(work))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        peak_mib = int(out.strip().splitlines()[-1]) / 1024  # Linux reports KiB
+        table[lesson_id] = {"peak_rss_mib": round(peak_mib, 1), "under_2_gb": peak_mib < 2048}
+        print(f"{lesson_id}: peak RSS {peak_mib:.0f} MiB (one epoch on full MNIST)", flush=True)
+        write("memory", {"lessons": table}, {"memory": table})
+    return table
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    if "epoch" in results:
+        lines += ["### Seconds per epoch on real MNIST (60 000 training images; evaluation on the 10 000 test images)",
+                  "", "| lesson | runs | loop | data | compute | evaluation | total (median) | spread | test acc. | tutorial ÷ lessonflow |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for lesson_id, row in results["epoch"].items():
+            for loop in ("tutorial", "lessonflow"):
+                t = row[loop]
+                lines.append(f"| {lesson_id} | {row['runs']}×{row['epochs_per_run']} ep | {loop} | {t['data']['median']} | "
+                             f"{t['compute']['median']} | {t['evaluation']['median']} | {t['total']['median']} | "
+                             f"{t['total']['spread']} | {row['accuracy'][loop]['median']:.4f} | "
+                             f"{row['speedup'] if loop == 'lessonflow' else ''} |")
+        lines.append("")
+    if "fast" in results:
+        lines += ["### Time to the tutorial's accuracy, `recipe: fast` (54 000 training images, test accuracy)", "",
+                  "| lesson | recipe | runs | train s (median, spread) | test acc. (median, spread) | goal | met |",
+                  "|---|---|---|---|---|---|---|"]
+        for lesson_id, row in results["fast"].items():
+            r = row["recipe"]
+            recipe = (f"{r['optimizer']} lr {r['lr']} mom {r['momentum']} wd {r['weight_decay']}, {r['schedule']}, "
+                      f"{r['epochs']} ep × batch {r['batch_size']}")
+            lines.append(f"| {lesson_id} | {recipe} | {len(row['train_seconds']['runs'])} | "
+                         f"{row['train_seconds']['median']} ({row['train_seconds']['spread']}) | "
+                         f"{row['test_accuracy']['median']:.4f} ({row['test_accuracy']['spread']:.4f}) | "
+                         f"≥ {row['goal']['test_accuracy']} in ≤ {row['goal']['train_seconds']} s | "
+                         f"{'yes' if row['met'] else 'no'} |")
+        lines.append("")
+    if "reproduction" in results:
+        r = results["reproduction"]
+        lines += ["### mnist-ann reproduction end to end", "", "| loop | epochs | seconds | test acc. |", "|---|---|---|---|",
+                  f"| lessonflow (measured, wall) | {r['epochs']} | {r['lessonflow']['wall_seconds']} | "
+                  f"{r['lessonflow']['test_accuracy']} |"]
+        if "tutorial_extrapolated" in r:
+            t = r["tutorial_extrapolated"]
+            lines.append(f"| tutorial (EXTRAPOLATED from {t['epochs_measured']} measured epochs × 100) | 100 | "
+                         f"{t['seconds_for_100_epochs']} | — |")
+            lines.append(f"\nSpeed-up (extrapolated tutorial ÷ lessonflow, per 100 epochs): ×{r['speedup_extrapolated']}")
+        lines.append("")
+    if "pipeline" in results:
+        p = results["pipeline"]
+        lines += ["### Pipeline overhead (temporary copy of the project, default profile)", "",
+                  "| measure | value |", "|---|---|",
+                  f"| `dvc repro`, everything to build (wall) | {p['default_profile_repro_wall_seconds']} s |",
+                  f"| sum of `train_seconds` ({p['lessons_with_train_seconds']} lessons) | {p['sum_train_seconds']} s |",
+                  f"| share of the wall time outside training | {p['share_outside_training'] * 100:.1f} % |",
+                  f"| `dvc repro` with nothing to do (median, spread of {len(p['noop_repro_seconds']['runs'])}) | "
+                  f"{p['noop_repro_seconds']['median']} s ({p['noop_repro_seconds']['spread']}) |", ""]
+    if "memory" in results:
+        lines += ["### Peak memory of training on full MNIST (one epoch, child process, ru_maxrss)", "",
+                  "| lesson | peak RSS (MiB) | < 2 GB |", "|---|---|---|"]
+        lines += [f"| {k} | {v['peak_rss_mib']} | {'yes' if v['under_2_gb'] else 'no'} |" for k, v in results["memory"].items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sections = ["epoch", "fast", "reproduction", "pipeline", "memory"]
+    parser.add_argument("--only", nargs="+", choices=sections, default=sections)
+    parser.add_argument("--lessons", nargs="+", choices=MNIST_LESSONS, default=MNIST_LESSONS)
+    parser.add_argument("--repeats", type=int, help="runs per lesson in sections 1 and 2 (default: per lesson)")
+    parser.add_argument("--reproduction-epochs", type=int, default=100)
+    parser.add_argument("--noop-runs", type=int, default=5)
+    args = parser.parse_args()
+    os.environ.setdefault("LESSONFLOW_DATA_MIRROR", str(ROOT.parent / "shared" / "data"))
+    lessons = load_params(ROOT / "params.yaml").lessons
+    print(json.dumps(machine()), flush=True)
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="lessonflow-bench-") as tmp:
+        work = Path(tmp)
+        prepared = prepared_mnist(work)
+        if "epoch" in args.only:
+            tv_root = tutorial.torchvision_root(Path(os.environ["LESSONFLOW_DATA_MIRROR"]), work / "torchvision")
+            results["epoch"] = section_epoch(prepared, lessons, work, tv_root, args.repeats, args.lessons)
+            write("epoch", {"lessons": results["epoch"]}, results)
+        if "fast" in args.only:
+            results["fast"] = section_fast(prepared, lessons, work, args.repeats, args.lessons)
+            write("fast", {"lessons": results["fast"]}, results)
+        if "reproduction" in args.only:
+            results["reproduction"] = section_reproduction(prepared, lessons, work, results.get("epoch"),
+                                                           args.reproduction_epochs)
+            write("reproduction", results["reproduction"], results)
+        if "memory" in args.only:
+            results["memory"] = section_memory(work, args.lessons)
+            write("memory", {"lessons": results["memory"]}, results)
+    if "pipeline" in args.only:
+        results["pipeline"] = section_pipeline(args.noop_runs)
+        write("pipeline", results["pipeline"], results)
+    print("\n" + markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The DVC side of the orchestration: which stages exist, which are stale, and running one of them.
+
+Everything here goes through DVC itself so that ``dvc.lock``, the cache and the run-cache end
+exactly as after a plain ``dvc repro``:
+
+* the stage graph and the stale set come from DVC's Python API (``Repo.index.graph``,
+  ``Repo.status``);
+* a stage runs as ``dvc --wait-for-lock repro --single-item <stage>`` in a subprocess. DVC holds
+  its repository lock only while it checks and commits a stage and releases it while the stage's
+  command runs, so several such calls in one repository overlap their commands and queue for the
+  short commits (``--wait-for-lock``). Any lock error that still gets through (the path locks that
+  guard ``.dvc/tmp/rwlock``) is contention, not failure: the call is repeated after a pause, and
+  since DVC skips a stage that is already up to date a repeat never does work twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+THREADS_ENV = "LESSONFLOW_THREADS"  # read by lessonflow.training.make_deterministic
+LOCK_CONTENTION = ("Unable to acquire lock", "is busy, it is being blocked by")
+# What `dvc repro` prints for each way a stage can end.
+RAN, RESTORED, UNCHANGED = "Running stage '{}'", "Stage '{}' is cached", "Stage '{}' didn't change"
+HEADLINE_KEYS = ("test_accuracy", "val.accuracy")
+TAIL_LINES = 40
+
+
+class StageFailed(RuntimeError):
+    """A stage's command (or DVC around it) failed; the message ends with the stage's own output."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The selected stages in an order where every stage comes after its upstream stages."""
+
+    order: list[str]
+    upstream: dict[str, set[str]]
+    stale: set[str]
+
+
+def lock_retry(action: Callable[[], Any], log: Callable[[str], None] = lambda _: None, pause: float = 1.0) -> Any:
+    """Call ``action`` until DVC's repository lock lets it through: contention is waited out, never raised."""
+    from dvc.lock import LockError
+
+    while True:
+        try:
+            return action()
+        except LockError as err:
+            log(f"DVC is busy ({str(err).splitlines()[0]}); retrying in {pause:.0f} s")
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+
+@contextmanager
+def locked_repo(root: Path) -> Iterator[Any]:
+    """A ``dvc.repo.Repo`` holding its repository lock, for edits DVC makes under that lock too."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        lock_retry(repo.lock.lock)
+        try:
+            yield repo
+        finally:
+            repo.lock.unlock()
+
+
+def resolve_targets(targets: list[str], names: list[str], graph_upstream: dict[str, set[str]]) -> set[str]:
+    """A target is a stage (``train@mnist-cnn``) or a foreach key (lesson ``mnist-cnn``, dataset ``mnist``).
+
+    A key selects the most downstream of its stages (``evaluate@mnist-cnn``, ``prepare@mnist``);
+    their upstream stages come along anyway.
+    """
+    chosen = set()
+    for target in targets:
+        if target in names:
+            chosen.add(target)
+            continue
+        family = {name for name in names if name.partition("@")[2] == target}
+        if not family:
+            keys = sorted({name.partition("@")[2] for name in names if "@" in name})
+            raise ValueError(f"unknown target {target!r}: give a stage ({', '.join(names)}) "
+                             f"or a lesson/dataset key ({', '.join(keys)})")
+        chosen |= {name for name in family if not any(name in graph_upstream[other] for other in family)}
+    return chosen
+
+
+def plan(root: Path, targets: list[str] | None = None) -> Plan:
+    """Read the stage graph and ask DVC which of the selected stages are stale right now."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        upstream = {stage.addressing: {dep.addressing for dep in graph.successors(stage)} for stage in graph}
+        names = [stage.addressing for stage in reversed(list(nx.topological_sort(graph)))]
+        selected = set(names)
+        if targets:
+            selected = set()
+            for name in resolve_targets(targets, names, upstream):
+                selected |= {name} | ancestors(name, upstream)
+        order = [name for name in names if name in selected]
+        stale = set(lock_retry(lambda: repo.status(targets=order)))
+    return Plan(order, {name: upstream[name] & selected for name in order}, stale)
+
+
+def ancestors(name: str, upstream: dict[str, set[str]]) -> set[str]:
+    """Every stage ``name`` depends on, directly or not."""
+    found, todo = set(), [name]
+    while todo:
+        for dep in upstream[todo.pop()] - found:
+            found.add(dep)
+            todo.append(dep)
+    return found
+
+
+def stage_env(threads: int, gpu: str | None = None) -> dict[str, str]:
+    """The environment of a stage: the project's Python first on PATH and a CPU-thread cap."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads)}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def dvc_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dvc", "--wait-for-lock", *args]
+
+
+def call_dvc(root: Path, args: list[str], env: dict[str, str], log: Callable[[str], None]) -> tuple[int, list[str]]:
+    """Run one ``dvc`` command, passing each output line to ``log`` as it comes; return code and lines."""
+    process = subprocess.Popen(dvc_command(*args), cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    assert process.stdout is not None
+    for raw in process.stdout:
+        # A progress bar redraws itself after carriage returns: only its last state is worth a log line.
+        line = raw.decode(errors="replace").rstrip().rsplit("\r", 1)[-1].rstrip()
+        if line:
+            lines.append(line)
+            log(line)
+    return process.wait(), lines
+
+
+def dvc_until_unlocked(root: Path, args: list[str], env: dict[str, str], log: Callable[[str], None]) -> list[str]:
+    """``call_dvc``, repeated while the only error is lock contention; any other error raises StageFailed."""
+    pause = 1.0
+    while True:
+        code, lines = call_dvc(root, args, env, log)
+        if code == 0:
+            return lines
+        errors = [line for line in lines if line.startswith("ERROR")]
+        if errors and all(any(text in line for text in LOCK_CONTENTION) for line in errors):
+            log(f"DVC lock held by another process; retrying in {pause:.0f} s")
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
+            continue
+        tail = "\n".join(lines[-TAIL_LINES:])
+        raise StageFailed(f"dvc {' '.join(args)} exited with {code}:\n{tail}")
+
+
+def reproduce(root: Path, stage: str, *, force: bool, env: dict[str, str], log: Callable[[str], None],
+              pull: bool = False) -> str:
+    """``dvc repro --single-item`` one stage; returns ``ran``, ``restored`` (run-cache) or ``skipped``."""
+    args = ["repro", "--single-item", *(["--force"] if force else []), *(["--pull"] if pull else []), stage]
+    output = "\n".join(dvc_until_unlocked(root, args, env, log))
+    if RAN.format(stage) in output:
+        return "ran"
+    if RESTORED.format(stage) in output:
+        return "restored"
+    return "skipped"
+
+
+def lock_entry(root: Path, stage: str) -> dict[str, Any]:
+    """The stage's entry in ``dvc.lock`` as DVC wrote it."""
+    from dvc.utils.serialize import load_yaml
+
+    return json.loads(json.dumps(load_yaml(str(root / "dvc.lock"))["stages"][stage]))
+
+
+def merge_lock_entries(root: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Write stage entries computed in another clone into this ``dvc.lock``, under DVC's lock and with its writer."""
+    from dvc.utils.serialize import modify_yaml
+
+    with locked_repo(root):
+        with modify_yaml(str(root / "dvc.lock")) as data:
+            data.setdefault("schema", "2.0")
+            stages = data.setdefault("stages", {})
+            for name, entry in entries.items():
+                if stages.get(name) != entry:
+                    stages[name] = entry
+
+
+def headline_metrics(root: Path, stages: list[str]) -> dict[str, str]:
+    """The number a reader looks for first in each stage's metrics files (test accuracy, …), or ''."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        files = {stage: [Path(out.fs_path) for out in repo.stage.collect(stage)[0].outs if out.metric]
+                 for stage in stages}
+    return {stage: _headline(paths) for stage, paths in files.items()}
+
+
+def _headline(paths: list[Path]) -> str:
+    for path in filter(Path.is_file, paths):
+        flat = _flatten(json.loads(path.read_text()))
+        numeric = {key: value for key, value in flat.items() if isinstance(value, (int, float))}
+        for key in (*HEADLINE_KEYS, *sorted(k for k in numeric if k.startswith("test_"))):
+            if key in numeric:
+                return f"{key} = {numeric[key]:.4g}"
+    return ""
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def live_download_stages(root: Path, stages: list[str]) -> set[str]:
+    """Download stages whose resolved source changes by itself (``DatasetSpec.live_sources``)."""
+    from lessonflow.datasets import DATASETS, resolve_source
+    from lessonflow.params import load_params
+
+    params = load_params(root / "params.yaml")
+    live = set()
+    for stage in stages:
+        verb, _, name = stage.partition("@")
+        if verb == "download" and name in params.datasets and name in DATASETS:
+            source = resolve_source(params.datasets[name].source, params.profile)
+            if source in DATASETS[name].live_sources:
+                live.add(stage)
+    return live
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this machine offers: ``CUDA_VISIBLE_DEVICES`` when set, else what ``nvidia-smi`` lists."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [gpu for gpu in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in listed.splitlines() if line.strip()]

@@ -1,0 +1,226 @@
+"""The Prefect flow that rebuilds what changed in the DVC pipeline, independent stages side by side.
+
+DVC decides *what* is stale and records every result; Prefect decides *when* each stale stage runs,
+retries the flaky ones and shows the run. The flow submits a stage once all of its upstream stages
+have finished, keeps at most ``max_parallel`` stages running, and asks DVC again about a stage whose
+upstream stage ran (its inputs may or may not have changed: DVC's hash check decides). A stage that
+fails fails the run; stages that do not depend on it still finish, and the next run picks up the rest.
+
+Run it with ``lessonflow flow run`` (see ``lessonflow/cli.py``) or ``python -m flows.pipeline``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+from flows import dvc_stages
+from flows.dvc_stages import Plan, StageFailed
+
+DOWNLOAD_RETRIES = 3
+DOWNLOAD_BACKOFF_S = 10.0
+WORKER_ROOT_ENV = "LESSONFLOW_WORKER_ROOT"  # a worker's own clone, when it does not share the flow's folder
+REPORT_KEY = "lessonflow-stages"
+
+
+class PipelineFailed(RuntimeError):
+    """At least one stage failed; the message carries each failed stage's own error."""
+
+
+@dataclass
+class StageRun:
+    """How one stage ended in this run: ran, restored (from DVC's run-cache), skipped, failed or blocked."""
+
+    stage: str
+    status: str
+    started: float = 0.0
+    finished: float = 0.0
+    metric: str = ""
+    error: str = ""
+    lock_entry: dict | None = None  # set when the stage ran in a worker's own clone
+
+    @property
+    def seconds(self) -> float:
+        return self.finished - self.started
+
+    @property
+    def changed(self) -> bool:
+        return self.status in ("ran", "restored")
+
+
+@task(name="dvc-stage", task_run_name="{stage}")
+def run_stage(stage: str, root: str, force: bool, max_parallel: int, gpu: str | None = None,
+              upstream_entries: dict | None = None) -> StageRun:
+    """Reproduce one stage through DVC, with its output in this task's log.
+
+    ``upstream_entries`` (the upstream stages' ``dvc.lock`` entries) is given when outputs travel
+    through a DVC remote: the stage then runs in the worker's own clone, pulls what it needs,
+    pushes what it made and returns its own ``dvc.lock`` entry for the flow to record.
+    """
+    logger = get_run_logger()
+    workdir = Path(os.environ.get(WORKER_ROOT_ENV) or root)
+    threads = int(os.environ.get(dvc_stages.THREADS_ENV) or 0) or max(1, (os.cpu_count() or 1) // max_parallel)
+    env = dvc_stages.stage_env(threads, gpu)
+    logger.info("%s in %s with %d CPU thread(s)%s", stage, workdir, threads, f", GPU {gpu}" if gpu else "")
+    remote = upstream_entries is not None
+    if remote:
+        dvc_stages.merge_lock_entries(workdir, upstream_entries)
+    started = time.time()
+    status = dvc_stages.reproduce(workdir, stage, force=force, env=env, log=logger.info, pull=remote)
+    finished = time.time()
+    entry = None
+    if remote:
+        dvc_stages.dvc_until_unlocked(workdir, ["push", stage], env, logger.info)
+        entry = dvc_stages.lock_entry(workdir, stage)
+    return StageRun(stage, status, started, finished, lock_entry=entry)
+
+
+def _stage_task(stage: str):
+    """Downloads meet flaky networks: they alone are retried, with exponential back-off."""
+    if stage.startswith("download@"):
+        return run_stage.with_options(retries=DOWNLOAD_RETRIES,
+                                      retry_delay_seconds=exponential_backoff(DOWNLOAD_BACKOFF_S))
+    return run_stage
+
+
+@flow(name="lessonflow", log_prints=True)
+def pipeline(targets: list[str] | None = None, profile: Literal["embedded", "full"] | None = None,
+             force: bool = False, max_parallel: int = 2, refresh_sources: bool = False,
+             remote: bool = False, root: str = ".") -> list[StageRun]:
+    """Bring the selected stages (all by default) up to date, as ``dvc repro`` would.
+
+    targets: stages (``train@mnist-cnn``) or lesson/dataset keys (``mnist-cnn``); upstream comes along.
+    profile: set ``profile`` in params.yaml first (like ``dvc exp run -S profile=…``).
+    force: rerun every selected stage. refresh_sources: rerun the downloads of sources that change
+    by themselves (the schedule sets it); downstream stages rerun only if the data changed.
+    max_parallel: stages running at once. remote: share outputs through the project's default DVC
+    remote, for workers that have their own clone of the project (see docs/orchestration.md).
+    """
+    logger = get_run_logger()
+    if max_parallel < 1:
+        raise ValueError(f"max_parallel must be at least 1 (got {max_parallel})")
+    project = Path(root).resolve()
+    if profile is not None:
+        _set_profile(project, profile, logger)
+    plan = dvc_stages.plan(project, targets)
+    forced = set(plan.order) if force else set()
+    if refresh_sources:
+        forced |= dvc_stages.live_download_stages(project, plan.order)
+    logger.info("%d stage(s) selected, %d stale%s", len(plan.order), len(plan.stale),
+                f", forced: {', '.join(sorted(forced))}" if forced else "")
+    results = _execute(plan, forced, project, max_parallel, remote)
+    _report(project, results)
+    failed = [result for result in results if result.status == "failed"]
+    if failed:
+        raise PipelineFailed("\n\n".join(f"{result.stage} failed:\n{result.error}" for result in failed))
+    return results
+
+
+def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, remote: bool) -> list[StageRun]:
+    """Submit each stage once its upstream stages are done, at most ``max_parallel`` at a time."""
+    results: dict[str, StageRun] = {}
+    running: dict = {}
+    waiting = list(plan.order)
+    slots = list(range(max_parallel))
+    gpus = _local_gpus()
+    while waiting or running:
+        for stage in list(waiting):
+            upstream = [results.get(name) for name in plan.upstream[stage]]
+            if any(result and result.status in ("failed", "blocked") for result in upstream):
+                results[stage] = StageRun(stage, "blocked", error="an upstream stage failed")
+            elif None in upstream:
+                continue
+            elif not (stage in forced or stage in plan.stale or any(result.changed for result in upstream)):
+                results[stage] = StageRun(stage, "skipped")
+            elif slots:
+                slot = slots.pop(0)
+                entries = None
+                if remote:
+                    entries = {name: dvc_stages.lock_entry(project, name)
+                               for name in dvc_stages.ancestors(stage, plan.upstream)}
+                future = _stage_task(stage).submit(stage, str(project), stage in forced, max_parallel,
+                                                   gpus[slot % len(gpus)] if gpus else None, entries)
+                running[future] = (stage, slot, time.time())
+            else:
+                continue
+            waiting.remove(stage)
+        if running:
+            future = next(as_completed(list(running)))
+            stage, slot, submitted = running.pop(future)
+            slots.append(slot)
+            results[stage] = _outcome(future, stage, submitted, project, remote)
+        elif waiting:
+            raise RuntimeError(f"stages wait on stages outside the plan: {waiting}")  # a bug, not a user error
+    return [results[stage] for stage in plan.order]
+
+
+def _outcome(future, stage: str, submitted: float, project: Path, remote: bool) -> StageRun:
+    try:
+        result = future.result()
+    except Exception as err:  # the stage's own failure, already in its task log: recorded, not raised yet
+        return StageRun(stage, "failed", submitted, time.time(), error=str(err) or repr(err))
+    if remote and result.lock_entry is not None:
+        # The stage ran in a worker's clone: record its entry here and fetch its outputs.
+        dvc_stages.merge_lock_entries(project, {stage: result.lock_entry})
+        dvc_stages.dvc_until_unlocked(project, ["pull", stage], dvc_stages.stage_env(1), get_run_logger().info)
+    return result
+
+
+def _local_gpus() -> list[str]:
+    """GPUs to share out between concurrent stages; only when the stages run on this machine."""
+    context = FlowRunContext.get()
+    if context is None or not isinstance(context.task_runner, ThreadPoolTaskRunner):
+        return []  # e.g. Dask: each worker already sees its own GPU(s)
+    return dvc_stages.visible_gpus()
+
+
+def _set_profile(project: Path, profile: str, logger) -> None:
+    from dvc.utils.serialize import modify_yaml
+
+    with modify_yaml(str(project / "params.yaml")) as params:
+        if params.get("profile") != profile:
+            logger.info("params.yaml: profile %s -> %s", params.get("profile"), profile)
+            params["profile"] = profile
+
+
+def _report(project: Path, results: list[StageRun]) -> None:
+    """The run's summary as a Prefect artifact: every stage, what happened, how long, the headline metric."""
+    metrics = dvc_stages.headline_metrics(project, [result.stage for result in results])
+    rows = ["| stage | result | seconds | headline metric |", "|---|---|---:|---|"]
+    for result in results:
+        result.metric = metrics[result.stage]
+        seconds = f"{result.seconds:.1f}" if result.finished else ""
+        note = result.metric or (result.error.strip().splitlines() or [""])[-1][:200]
+        rows.append(f"| `{result.stage}` | {result.status} | {seconds} | {note} |")
+    counts = {status: sum(r.status == status for r in results) for status in dict.fromkeys(r.status for r in results)}
+    summary = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no stages selected"
+    create_markdown_artifact(markdown=f"# lessonflow run in `{project}`\n\n{summary}\n\n" + "\n".join(rows),
+                             key=REPORT_KEY, description=summary)
+    get_run_logger().info("stages: %s", summary)
+
+
+def task_runner(runner: str = "thread", max_parallel: int = 2, address: str | None = None):
+    """The Prefect task runner for ``--runner``: threads on this machine, or a Dask cluster."""
+    if runner == "thread":
+        return ThreadPoolTaskRunner(max_workers=max_parallel)
+    if runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": max_parallel, "threads_per_worker": 1, "processes": True})
+    raise ValueError(f"runner: unknown runner {runner!r}; allowed: thread, dask")
+
+
+if __name__ == "__main__":
+    pipeline()

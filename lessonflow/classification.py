@@ -1,0 +1,98 @@
+"""Training and scoring any cross-entropy classifier of prepared tensors (images or feature rows).
+
+The ``classifier`` and ``tabular`` kinds are thin layers over these two functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from lessonflow.atomic import atomic_path
+from lessonflow.datasets import load_prepared
+from lessonflow.figures import confusion_matrix_figure, image_grid
+from lessonflow.lessons import LessonRun
+from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
+from lessonflow.training import TrainConfig, make_deterministic, pick_device, predict_logits, train_classifier
+from lessonflow.zoo import build_model
+
+MISCLASSIFIED_SHOWN = 32
+CURVES = {"train_loss": "train/loss", "train_accuracy": "train/accuracy",
+          "val_loss": "val/loss", "val_accuracy": "val/accuracy"}
+
+
+def build_for(lesson: Any, data: dict[str, Any]) -> torch.nn.Module:
+    return build_model(lesson.model.name, lesson.model.kwargs(),
+                       in_shape=tuple(data["x_train"].shape[1:]), num_classes=len(data["classes"]))
+
+
+def fit(run: LessonRun, config: TrainConfig, **summary: Any) -> None:
+    """Train this lesson's model with cross-entropy; write ``models/<id>/`` and the train log.
+
+    Shared by every kind whose lessons are classifiers of prepared tensors (images, feature rows).
+    """
+    lesson, layout = run.lesson, run.layout
+    device = pick_device(run.params.device)
+    make_deterministic(lesson.seed)
+    prepared_path = layout.prepared(lesson.dataset)
+    data = load_prepared(prepared_path)
+    model = build_for(lesson, data)
+    history = train_classifier(model, data, config, device=device,
+                               checkpoint=layout.checkpoint(run.lesson_id),
+                               fingerprint=run.fingerprint(prepared_path), label=run.lesson_id)
+    with atomic_path(layout.model(run.lesson_id)) as tmp:
+        torch.save(model.cpu().state_dict(), tmp)
+    with live_log(layout.train_log(run.lesson_id)) as live:
+        log_curves(live, history.epochs, CURVES)
+        live.summary.update(train_seconds=round(history.train_seconds, 3), epochs=len(history.epochs),
+                            device=device.type, data_source=data["source"], **summary)
+
+
+def save_predictions(path, **arrays: np.ndarray) -> None:
+    with path.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def evaluate_with(run: LessonRun, normalize, extra_metrics: Callable[[dict, torch.Tensor], dict] | None = None,
+                  show_misclassified: bool = True) -> dict[str, Any]:
+    """Score a trained classifier on the test split; save its probabilities for the ensembles and its pictures.
+
+    ``extra_metrics(data, predicted)`` adds a kind's own numbers (e.g. a majority-class baseline).
+    """
+    lesson, layout = run.lesson, run.layout
+    device = pick_device(run.params.device)
+    data = load_prepared(layout.prepared(lesson.dataset))
+    model = build_for(lesson, data)
+    model.load_state_dict(torch.load(layout.model(run.lesson_id), weights_only=True))
+    model.to(device)
+    logits = {split: predict_logits(model, data[f"x_{split}"], normalize, device) for split in ("val", "test")}
+    y_test = data["y_test"]
+    test_loss = torch.nn.functional.cross_entropy(logits["test"], y_test).item()
+    predicted = logits["test"].argmax(1)
+    trained = read_metrics(layout.train_log(run.lesson_id))
+    metrics = {
+        "test_accuracy": round((predicted == y_test).float().mean().item(), 6),
+        "test_loss": round(test_loss, 6),
+        "val_accuracy": round((logits["val"].argmax(1) == data["y_val"]).float().mean().item(), 6),
+        "test_samples": len(y_test),
+        **(extra_metrics(data, predicted) if extra_metrics else {}),
+        "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "device": trained["device"],
+        "data_source": data["source"], "seed": lesson.seed, "reference_accuracy": lesson.reference_accuracy,
+    }
+    with live_log(layout.eval_log(run.lesson_id)) as live:
+        live.summary.update(metrics)
+        save_predictions(outputs_of(live) / layout.predictions(run.lesson_id).name,
+                         val_probs=logits["val"].softmax(1).numpy(), y_val=data["y_val"].numpy(),
+                         test_probs=logits["test"].softmax(1).numpy(), y_test=y_test.numpy())
+        live.log_image("confusion_matrix.png", confusion_matrix_figure(
+            y_test.numpy(), predicted.numpy(), data["classes"], f"{run.lesson_id}: test confusion matrix"))
+        if show_misclassified:
+            wrong = (predicted != y_test).nonzero().flatten()[:MISCLASSIFIED_SHOWN]
+            live.log_image("misclassified.png", image_grid(
+                data["x_test"][wrong].numpy(),
+                [f"{data['classes'][y_test[i]]} → {data['classes'][predicted[i]]}" for i in wrong],
+                f"{run.lesson_id}: misclassified test images (true → predicted)"))
+    return metrics

@@ -1,0 +1,107 @@
+"""``lessonflow <command>``: the project's command line.
+
+Each command is one ``add_<name>(subparsers)`` function listed in ``COMMANDS``; it declares
+its arguments and sets ``run`` to a function of the parsed arguments returning an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def add_compare(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="every lesson's headline metric at two revisions, with the change",
+        description="Compare every lesson's and ensemble's headline metric between two revisions, read with "
+                    "`dvc metrics diff` (a git revision, or 'workspace' for the files on disk).")
+    parser.add_argument("rev_a", nargs="?", default="HEAD", help="the old revision (default: HEAD)")
+    parser.add_argument("rev_b", nargs="?", default="workspace", help="the new revision (default: workspace)")
+    parser.add_argument("--md", type=Path, metavar="FILE",
+                        help="also write the table as Markdown, e.g. for a pull request")
+    parser.set_defaults(run=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from dvc.exceptions import DvcException
+    from scmrepo.exceptions import SCMError
+
+    from lessonflow.compare import compare, table
+
+    try:
+        comparison = compare(args.rev_a, args.rev_b)
+    except (DvcException, SCMError) as err:
+        print(f"lessonflow compare: {err}", file=sys.stderr)
+        return 1
+    print(table(comparison), end="")
+    if args.md:
+        args.md.write_text(table(comparison, markdown=True))
+        print(f"Markdown written to {args.md}")
+    return 0
+
+
+def add_flow(subparsers: argparse._SubParsersAction) -> None:
+    flow = subparsers.add_parser("flow", help="run the pipeline as a Prefect flow (independent stages concurrently)")
+    commands = flow.add_subparsers(dest="flow_command", required=True, metavar="COMMAND")
+    parser = commands.add_parser(
+        "run", help="bring the selected stages up to date",
+        description="Rebuild what changed, as `dvc repro` would, running independent stages side by side. "
+                    "Targets are stages (train@mnist-cnn) or lesson/dataset keys (mnist-cnn); default: all.")
+    parser.add_argument("targets", nargs="*", help="stages or lesson/dataset keys (default: every stage)")
+    parser.add_argument("--profile", choices=["embedded", "full"], help="set `profile` in params.yaml first")
+    parser.add_argument("--force", action="store_true", help="rerun the selected stages even if unchanged")
+    parser.add_argument("--max-parallel", type=int, default=2, metavar="N", help="stages at once (default: 2)")
+    parser.add_argument("--runner", choices=["thread", "dask"], default="thread",
+                        help="threads on this machine, or a Dask cluster (default: thread)")
+    parser.add_argument("--address", metavar="tcp://HOST:PORT",
+                        help="the Dask scheduler (default: a local cluster of --max-parallel processes)")
+    parser.add_argument("--remote", action="store_true",
+                        help="workers have their own clones: share outputs through the default DVC remote")
+    parser.add_argument("--refresh-sources", action="store_true",
+                        help="re-download sources that change by themselves (e.g. official stock prices)")
+    parser.set_defaults(run=run_flow)
+
+
+def run_flow(args: argparse.Namespace) -> int:
+    from flows.pipeline import pipeline, task_runner
+
+    flow = pipeline.with_options(task_runner=task_runner(args.runner, args.max_parallel, args.address))
+    state = flow(targets=args.targets or None, profile=args.profile, force=args.force, max_parallel=args.max_parallel,
+                 refresh_sources=args.refresh_sources, remote=args.remote, return_state=True)
+    return 0 if state.is_completed() else 1
+
+
+def add_schedule(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "schedule", help="serve the pipeline flow on a cron schedule",
+        description="Serve the flow with Prefect until interrupted; each run re-downloads sources that change by "
+                    "themselves. Starts a local Prefect server when PREFECT_API_URL is not set.")
+    parser.add_argument("--cron", required=True, help='e.g. "0 3 * * *" (every day at 03:00)')
+    parser.add_argument("--name", default="scheduled", help="the deployment's name (default: scheduled)")
+    parser.add_argument("--max-parallel", type=int, default=2, metavar="N", help="stages at once (default: 2)")
+    parser.set_defaults(run=run_schedule)
+
+
+def run_schedule(args: argparse.Namespace) -> int:
+    from flows.serve import serve
+
+    serve(args.cron, name=args.name, max_parallel=args.max_parallel, root=Path.cwd())
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_flow, add_schedule]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lessonflow", description="Rebuild and inspect the lessons of the zoo.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Every lesson's headline metric at two revisions, from ``dvc metrics diff``.
+
+Used by ``lessonflow compare`` and by the report's "since the last commit" section.
+A lesson's headline is the first of ``HEADLINE_METRICS`` its ``metrics.json`` has, so new
+lesson kinds need no change here; a change of data source is flagged, never mixed silently.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from tabulate import tabulate
+
+# In order of preference. Accuracy for classifiers, then the error of regressions and
+# reconstructions, then a training loss for lessons that report nothing held out.
+HEADLINE_METRICS = ("test_accuracy", "accuracy", "test_mse", "test_rmse", "mse", "rmse",
+                    "test_loss", "final_loss", "loss")
+# Bookkeeping numbers that are never a lesson's result.
+NOT_RESULTS = {"epochs", "seed", "train_seconds", "step", "reference_accuracy", "val_samples", "test_samples"}
+WORKSPACE = "workspace"
+LEGEND = "new / removed: no metrics at the other revision (not built there, or not in the local DVC cache)"
+
+
+def headline(metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """The metric a lesson is judged by: a preferred one, else its first numeric result (sorted by name)."""
+    numeric = {key: value for key, value in metrics.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in NOT_RESULTS}
+    for key in HEADLINE_METRICS:
+        if key in numeric:
+            return key, float(numeric[key])
+    fallback = min(numeric, default=None)
+    return None if fallback is None else (fallback, float(numeric[fallback]))
+
+
+def higher_is_better(metric: str) -> bool:
+    return "accuracy" in metric
+
+
+def result_id(path: str) -> str | None:
+    """``results/<id>/eval/metrics.json`` → lesson id; ``results/ensemble-<name>/metrics.json`` → that id."""
+    parts = PurePosixPath(path).parts
+    if len(parts) == 4 and parts[0] == "results" and parts[2:] == ("eval", "metrics.json"):
+        return parts[1]
+    if len(parts) == 3 and parts[0] == "results" and parts[1].startswith("ensemble-") and parts[2] == "metrics.json":
+        return parts[1]
+    return None
+
+
+@dataclass(frozen=True)
+class Change:
+    lesson: str
+    metric: str
+    old: float | None
+    new: float | None
+    note: str = ""
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.old is None or self.new is None else self.new - self.old
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rev_a: str
+    rev_b: str
+    changes: list[Change]
+    problems: list[str]  # revisions or files DVC could not read, e.g. a commit built before any metrics existed
+
+
+def compare(rev_a: str = "HEAD", rev_b: str = WORKSPACE, root: Path | None = None) -> Comparison:
+    """Headline metrics of every lesson and ensemble at ``rev_a`` and ``rev_b`` (a git revision or the workspace).
+
+    ``root`` defaults to the DVC project around the current directory.
+    """
+    from dvc.repo import Repo  # heavy import, needed only here
+
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    with Repo(str(root) if root else None) as repo:
+        if repo.scm.no_commits:
+            return Comparison(rev_a, rev_b, [], ["the repository has no commits yet"])
+        result = repo.metrics.diff(a_rev=rev_a, b_rev=rev_b, all=True)
+    changes = [change for path, metrics in sorted(result.get("diff", {}).items())
+               if (lesson := result_id(path)) and (change := _headline_change(lesson, metrics))]
+    problems = [f"{rev}: {_describe_error(error)}" for rev, error in result.get("errors", {}).items()
+                if not isinstance(error, dict) or any(not _missing(err) for err in error.values())]
+    return Comparison(rev_a, rev_b, changes, problems)
+
+
+def _missing(error: Any) -> bool:
+    """A metrics file absent at a revision: its rows already say "new" or "removed"."""
+    return "No storage files available" in str(error)
+
+
+def _headline_change(lesson: str, metrics: dict[str, dict[str, Any]]) -> Change | None:
+    newest = {key: values["new"] if values.get("new") is not None else values.get("old")
+              for key, values in metrics.items()}
+    chosen = headline(newest)
+    if chosen is None:
+        return None
+    values = metrics[chosen[0]]
+    source = metrics.get("data_source", {})
+    note = ""
+    if source.get("old") is not None and source.get("new") is not None and source["old"] != source["new"]:
+        note = f"data source changed: {source['old']} → {source['new']}"
+    return Change(lesson, chosen[0], values.get("old"), values.get("new"), note)
+
+
+def _describe_error(error: Any) -> str:
+    if isinstance(error, dict):
+        return "; ".join(f"{path}: {err}" for path, err in sorted(error.items()) if not _missing(err))
+    return str(error)
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _delta(change: Change) -> str:
+    if change.old is None:
+        return "new"
+    if change.new is None:
+        return "removed"
+    delta = change.delta
+    if abs(delta) < 5e-7:
+        return "="
+    better = (delta > 0) == higher_is_better(change.metric)
+    return f"{delta:+.4f} ({'better' if better else 'worse'})"
+
+
+def headers(comparison: Comparison) -> list[str]:
+    return ["lesson", "metric", comparison.rev_a, comparison.rev_b, "change", "note"]
+
+
+def rows(comparison: Comparison) -> list[list[str]]:
+    return [[c.lesson, c.metric, _number(c.old), _number(c.new), _delta(c), c.note] for c in comparison.changes]
+
+
+def table(comparison: Comparison, markdown: bool = False) -> str:
+    """The comparison as a plain-text table for a terminal, or GitHub Markdown for a pull request."""
+    if not comparison.changes:
+        text = "No lesson metrics at either revision."
+    else:
+        text = tabulate(rows(comparison), headers=headers(comparison), tablefmt="github" if markdown else "simple",
+                        disable_numparse=True)
+    notes = [f"{'- ' if markdown else '! '}{problem}" for problem in comparison.problems]
+    if any(c.old is None or c.new is None for c in comparison.changes):
+        notes.append(f"{'- ' if markdown else '  '}{LEGEND}")
+    return "\n".join([text, *(["", *notes] if notes else [])]) + "\n"

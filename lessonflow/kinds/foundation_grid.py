@@ -1,0 +1,137 @@
+"""The ``foundation_grid`` lesson kind: fit a line by trying every weight on a grid (``fit-grid-search``).
+
+The seed's first model: no training at all, just the mean squared error of y = w·x
+for every w of ``np.arange(*w_range)`` (the curve whose minimum is the answer), then
+of y = w·x + b over a meshgrid of (w, b) (the 3-D loss surface). ``train`` computes
+the grids and keeps them in ``models/<id>/model.pt``; ``evaluate`` reads off the
+minima, predicts at ``predict_at`` and draws both pictures.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from lessonflow.atomic import atomic_path
+from lessonflow.datasets import load_prepared
+from lessonflow.datasets.toy import point_set
+from lessonflow.figures import plt  # off-screen backend
+from lessonflow.lessons import LessonKind, LessonRun
+from lessonflow.params import LessonBase, Strict
+from lessonflow.records import live_log, read_metrics
+
+
+class GridRange(Strict):
+    """``np.arange(start, stop, step)``, as the seed writes it."""
+
+    start: float
+    stop: float
+    step: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> GridRange:
+        if self.stop <= self.start:
+            raise ValueError(f"stop ({self.stop}) must be above start ({self.start})")
+        return self
+
+    def values(self) -> np.ndarray:
+        return np.arange(self.start, self.stop, self.step)
+
+
+class GridSearchLesson(LessonBase):
+    line_points: str = "linear"       # point set for y = w·x
+    surface_points: str = "affine"    # point set for y = w·x + b
+    w_range: GridRange = GridRange(start=0.0, stop=4.1, step=0.1)
+    b_range: GridRange = GridRange(start=0.0, stop=4.1, step=0.1)
+    predict_at: float = 4.0
+
+
+def columns(points: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """In float64, as the seed's Python floats are."""
+    return points["x"].double().flatten().numpy(), points["y"].double().flatten().numpy()
+
+
+def mse_grid(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean squared error of y = w·x + b for every (w, b) pair, broadcast over the points (last axis)."""
+    return ((w[..., None] * x + b[..., None] - y) ** 2).mean(-1)
+
+
+def train(run: LessonRun) -> None:
+    lesson, layout = run.lesson, run.layout
+    data = load_prepared(layout.prepared(lesson.dataset))
+    started = time.perf_counter()
+    x, y = columns(point_set(data, lesson.line_points, f"lessons.{run.lesson_id}.line_points"))
+    ws = lesson.w_range.values()
+    line_mse = mse_grid(x, y, ws, np.zeros_like(ws))
+    sx, sy = columns(point_set(data, lesson.surface_points, f"lessons.{run.lesson_id}.surface_points"))
+    surface_w, surface_b = np.meshgrid(ws, lesson.b_range.values())
+    surface_mse = mse_grid(sx, sy, surface_w, surface_b)
+    seconds = time.perf_counter() - started
+    grids = {"w": ws, "line_mse": line_mse, "surface_w": surface_w, "surface_b": surface_b,
+             "surface_mse": surface_mse}
+    with atomic_path(layout.model(run.lesson_id)) as tmp:
+        torch.save({name: torch.from_numpy(values) for name, values in grids.items()}, tmp)
+    with live_log(layout.train_log(run.lesson_id)) as live:
+        live.summary.update(train_seconds=round(seconds, 6), grid_points=int(line_mse.size + surface_mse.size),
+                            data_source=data["source"], seed=lesson.seed)
+
+
+def line_figure(w: np.ndarray, mse: np.ndarray, best: int, title: str):
+    figure, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(w, mse)
+    ax.scatter([w[best]], [mse[best]], color="red", zorder=3, label=f"minimum at w={w[best]:.2f}")
+    ax.set_xlabel("w")
+    ax.set_ylabel("Loss (MSE)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(True)
+    figure.tight_layout()
+    return figure
+
+
+def surface_figure(w: np.ndarray, b: np.ndarray, mse: np.ndarray, title: str):
+    figure = plt.figure(figsize=(6.5, 5), dpi=100)
+    ax = figure.add_subplot(projection="3d")
+    ax.plot_surface(w, b, mse, cmap="viridis")
+    ax.set_xlabel("w")
+    ax.set_ylabel("b")
+    ax.set_zlabel("Loss (MSE)")
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def evaluate(run: LessonRun) -> dict[str, Any]:
+    lesson, layout = run.lesson, run.layout
+    grids = {name: values.numpy() for name, values in
+             torch.load(layout.model(run.lesson_id), weights_only=True).items()}
+    best = int(grids["line_mse"].argmin())
+    w = float(grids["w"][best])
+    row, column = np.unravel_index(grids["surface_mse"].argmin(), grids["surface_mse"].shape)
+    sw, sb = float(grids["surface_w"][row, column]), float(grids["surface_b"][row, column])
+    key = f"prediction_x{lesson.predict_at:g}"
+    trained = read_metrics(layout.train_log(run.lesson_id))
+    metrics = {
+        "w": round(w, 6), "final_loss": round(float(grids["line_mse"][best]), 6),
+        key: round(w * lesson.predict_at, 6),
+        "surface": {"w": round(sw, 6), "b": round(sb, 6),
+                    "final_loss": round(float(grids["surface_mse"][row, column]), 6),
+                    key: round(sw * lesson.predict_at + sb, 6)},
+        "grid_points": trained["grid_points"], "data_source": trained["data_source"], "seed": lesson.seed,
+        "reference": lesson.reference,
+    }
+    with live_log(layout.eval_log(run.lesson_id)) as live:
+        live.summary.update(metrics)
+        live.log_image("loss_over_w.png", line_figure(
+            grids["w"], grids["line_mse"], best, f"{run.lesson_id}: MSE of y = w·x ({lesson.line_points})"))
+        live.log_image("loss_surface.png", surface_figure(
+            grids["surface_w"], grids["surface_b"], grids["surface_mse"],
+            f"{run.lesson_id}: MSE of y = w·x + b ({lesson.surface_points})"))
+    return metrics
+
+
+KIND = LessonKind(schema=GridSearchLesson, train=train, evaluate=evaluate)

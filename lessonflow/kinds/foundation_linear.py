@@ -1,0 +1,190 @@
+"""The ``foundation_linear`` lesson kind: ``nn.Linear(1, 1)`` fitted by torch optimisers on a point set.
+
+``linreg-car-prices``, ``linreg-optimizers`` and ``logistic-hours`` are the same
+program in the seeds: one linear unit, full-batch steps, MSE (or, with a sigmoid
+output, binary cross-entropy), only the data, optimiser and settings differ.
+
+Every optimiser in ``optimizers`` trains its own fresh copy of one seeded initial
+``nn.Linear``: seed 003 F instead ran SGD, Rprop and Adamax one after another on a
+single model object, so each curve started where the previous optimiser stopped and
+the comparison meant nothing. The initial weights are saved beside the fitted ones.
+
+Metrics hold each optimiser's fit under its name, and the first optimiser's numbers
+again at the top level (``headline_run`` names it), where reports look for ``final_loss``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from lessonflow.atomic import atomic_path
+from lessonflow.datasets import load_prepared
+from lessonflow.datasets.toy import point_set
+from lessonflow.figures import curve_panels, plt
+from lessonflow.lessons import LessonKind, LessonRun
+from lessonflow.params import LessonBase, OptimizerName
+from lessonflow.records import live_log, log_curves, read_metrics
+from lessonflow.training import DivergedError, TrainConfig, make_deterministic, make_optimizer, pick_device
+
+CURVE_POINTS = 200
+
+
+class LinearFitLesson(LessonBase):
+    points: str
+    output: Literal["linear", "sigmoid"] = "linear"  # sigmoid: logistic regression, trained with BCE
+    reduction: Literal["mean", "sum"] = "mean"       # of the loss over the points (the seeds' size_average)
+    optimizers: list[OptimizerName] = Field(default_factory=lambda: ["sgd"], min_length=1)
+    lr: float = Field(gt=0)
+    epochs: int = Field(gt=0)
+    predict_at: float = 4.0
+    curve_range: tuple[float, float] = (0.0, 10.0)   # x range of the probability curve (sigmoid output)
+
+    @field_validator("optimizers")
+    @classmethod
+    def _distinct(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("each optimizer may appear once")
+        return names
+
+
+def loss_of(lesson: Any, linear: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    z = linear(x)
+    if lesson.output == "sigmoid":  # the seeds' BCELoss on sigmoid outputs (its log is clamped at -100)
+        return nn.functional.binary_cross_entropy(torch.sigmoid(z), y, reduction=lesson.reduction)
+    return nn.functional.mse_loss(z, y, reduction=lesson.reduction)
+
+
+def predict(lesson: Any, linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        z = linear(x)
+    return torch.sigmoid(z) if lesson.output == "sigmoid" else z
+
+
+def fit(lesson: Any, linear: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer_name: str,
+        label: str) -> list[float]:
+    """Full-batch steps as in the seeds; the curve holds the loss each step was taken from."""
+    optimizer = make_optimizer(linear, TrainConfig(epochs=lesson.epochs, batch_size=len(y),
+                                                   optimizer=optimizer_name, lr=lesson.lr, seed=lesson.seed))
+    curve = []
+    for epoch in range(lesson.epochs):
+        loss = loss_of(lesson, linear, x, y)
+        curve.append(loss.item())
+        if not math.isfinite(curve[-1]):
+            raise DivergedError(f"{label}: {optimizer_name} loss became {curve[-1]} at epoch {epoch + 1}; "
+                                "lower lr. Previous results were left untouched.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return curve
+
+
+def train(run: LessonRun) -> None:
+    lesson, layout = run.lesson, run.layout
+    device = pick_device(run.params.device)
+    data = load_prepared(layout.prepared(lesson.dataset))
+    points = point_set(data, lesson.points, f"lessons.{run.lesson_id}.points")
+    x, y = points["x"].to(device), points["y"].to(device)
+    make_deterministic(lesson.seed)
+    initial = {name: value.clone() for name, value in nn.Linear(1, 1).state_dict().items()}
+    state: dict[str, Any] = {"initial": initial, "fitted": {}, "curves": {}}
+    started = time.perf_counter()
+    for name in lesson.optimizers:
+        linear = nn.Linear(1, 1)
+        linear.load_state_dict(initial)
+        linear.to(device)
+        state["curves"][name] = fit(lesson, linear, x, y, name, run.lesson_id)
+        state["fitted"][name] = {key: value.cpu() for key, value in linear.state_dict().items()}
+    seconds = time.perf_counter() - started
+    with atomic_path(layout.model(run.lesson_id)) as tmp:
+        torch.save(state, tmp)
+    with live_log(layout.train_log(run.lesson_id)) as live:
+        rows = [dict(zip(state["curves"], losses)) for losses in zip(*state["curves"].values())]
+        log_curves(live, rows, {name: f"train/loss/{name}" for name in state["curves"]})
+        live.summary.update(train_seconds=round(seconds, 6), epochs=lesson.epochs, device=device.type,
+                            data_source=data["source"], seed=lesson.seed)
+
+
+def linear_from(weights: dict[str, torch.Tensor]) -> nn.Linear:
+    linear = nn.Linear(1, 1)
+    linear.load_state_dict(weights)
+    return linear
+
+
+def fitted_line_figure(x: np.ndarray, y: np.ndarray, lines: dict[str, nn.Linear], title: str):
+    """The points and each optimiser's line over the points' range (000 draws it as predicted points)."""
+    figure, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.scatter(x, y, color="red", zorder=3, label="data")
+    grid = torch.linspace(float(x.min()), float(x.max()), CURVE_POINTS).view(-1, 1)
+    for name, linear in lines.items():
+        with torch.no_grad():
+            ax.plot(grid.flatten().numpy(), linear(grid).flatten().numpy(), label=name)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(True)
+    figure.tight_layout()
+    return figure
+
+
+def probability_figure(lesson: Any, lines: dict[str, nn.Linear], title: str):
+    """002 §7: probability of passing over 0–10 hours, with the 0.5 decision line in red."""
+    start, stop = lesson.curve_range
+    hours = torch.linspace(start, stop, CURVE_POINTS).view(-1, 1)
+    figure, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for name, linear in lines.items():
+        ax.plot(hours.flatten().numpy(), predict(lesson, linear, hours).flatten().numpy(), label=name)
+    ax.plot([start, stop], [0.5, 0.5], c="r")
+    ax.set_xlabel("Hours")
+    ax.set_ylabel("Probability of Pass")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(True)
+    figure.tight_layout()
+    return figure
+
+
+def evaluate(run: LessonRun) -> dict[str, Any]:
+    lesson, layout = run.lesson, run.layout
+    data = load_prepared(layout.prepared(lesson.dataset))
+    points = point_set(data, lesson.points, f"lessons.{run.lesson_id}.points")
+    state = torch.load(layout.model(run.lesson_id), weights_only=True)
+    lines = {name: linear_from(weights) for name, weights in state["fitted"].items()}
+    at = torch.tensor([[lesson.predict_at]])
+    metrics: dict[str, Any] = {}
+    for name, linear in lines.items():
+        with torch.no_grad():
+            final_loss = loss_of(lesson, linear, points["x"], points["y"]).item()
+        metrics[name] = {"w": round(linear.weight.item(), 6), "b": round(linear.bias.item(), 6),
+                         "final_loss": round(final_loss, 6),
+                         f"prediction_x{lesson.predict_at:g}": round(predict(lesson, linear, at).item(), 6)}
+    trained = read_metrics(layout.train_log(run.lesson_id))
+    first = lesson.optimizers[0]  # headline numbers at the top: the first optimiser listed
+    metrics = {**metrics[first], "headline_run": first, **metrics}
+    metrics.update(initial={"w": round(state["initial"]["weight"].item(), 6),
+                            "b": round(state["initial"]["bias"].item(), 6)}, epochs=trained["epochs"],
+                   device=trained["device"], data_source=trained["data_source"], seed=lesson.seed,
+                   reference=lesson.reference)
+    with live_log(layout.eval_log(run.lesson_id)) as live:
+        live.summary.update(metrics)
+        live.log_image("loss_curves.png", curve_panels(
+            state["curves"], f"{run.lesson_id}: loss per epoch (same initial weights)",
+            ylabel=f"{'BCE' if lesson.output == 'sigmoid' else 'MSE'} ({lesson.reduction})"))
+        if lesson.output == "sigmoid":
+            live.log_image("probability_curve.png", probability_figure(
+                lesson, lines, f"{run.lesson_id}: probability of pass"))
+        else:
+            live.log_image("fitted_line.png", fitted_line_figure(
+                points["x"].flatten().numpy(), points["y"].flatten().numpy(), lines,
+                f"{run.lesson_id}: fitted line ({lesson.points})"))
+    return metrics
+
+
+KIND = LessonKind(schema=LinearFitLesson, train=train, evaluate=evaluate)

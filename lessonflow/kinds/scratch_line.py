@@ -1,0 +1,134 @@
+"""The ``scratch_line`` lesson kind: seed 004 day 1, the price from one feature (Boston ``RM``).
+
+``method`` picks the seed's three attempts: ``knn`` (mean price of the nearest rooms),
+``random-search`` (random integer k, b for y = k·x + b, keep the best) and
+``gradient-descent`` (hand-written partial derivatives of the MSE). Each fits the
+training split and is scored on the held-out test split; the seed fits all 506 rows
+and reports only the training loss.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from lessonflow.atomic import atomic_path
+from lessonflow.datasets import load_prepared
+from lessonflow.figures import curve_panels, plt
+from lessonflow.lessons import LessonKind, LessonRun
+from lessonflow.params import LessonBase, Strict
+from lessonflow.records import live_log, log_curves, read_metrics
+from lessonflow.scratch.line import fit_line, knn_predict, mse, random_search
+
+CURVE_POINTS = 200
+
+
+class KNN(Strict):
+    name: Literal["knn"]
+    neighbours: int = Field(3, gt=0)
+    query: float = 7.0          # the seed asks for the price of a 7-room house
+
+
+class RandomSearch(Strict):
+    name: Literal["random-search"]
+    tries: int = Field(1000, gt=0)
+    low: int = -100
+    high: int = 100
+
+
+class GradientDescent(Strict):
+    name: Literal["gradient-descent"]
+    learning_rate: float = Field(1e-2, gt=0)
+    steps: int = Field(1000, gt=0)
+    low: int = -100             # the start (k, b) is a random integer pair in [low, high], as in the seed
+    high: int = 100
+
+
+class LineLesson(LessonBase):
+    method: KNN | RandomSearch | GradientDescent = Field(discriminator="name")
+
+
+def one_feature(data: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray]:
+    column = data["features"].index(data["key_feature"])
+    return data[f"x_{split}"][:, column].double().numpy(), data[f"y_{split}"].double().numpy()
+
+
+def train(run: LessonRun) -> None:
+    lesson, layout, method = run.lesson, run.layout, run.lesson.method
+    data = load_prepared(layout.prepared(lesson.dataset))
+    x, y = one_feature(data, "train")
+    rng = np.random.default_rng(lesson.seed)
+    started = time.perf_counter()
+    curve: list[float] = []
+    if method.name == "knn":  # a lazy learner: the model is the training data
+        model = {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
+    elif method.name == "random-search":
+        k, b, curve = random_search(x, y, rng, tries=method.tries, low=method.low, high=method.high)
+        model = {"k": k, "b": b}
+    else:
+        k0, b0 = (float(v) for v in rng.integers(method.low, method.high, endpoint=True, size=2))
+        k, b, curve = fit_line(x, y, k0, b0, learning_rate=method.learning_rate, steps=method.steps)
+        model = {"k": k, "b": b, "k0": k0, "b0": b0}
+    seconds = time.perf_counter() - started
+    with atomic_path(layout.model(run.lesson_id)) as tmp:
+        torch.save({**model, "curve": torch.tensor(curve)}, tmp)
+    with live_log(layout.train_log(run.lesson_id)) as live:
+        every = max(1, len(curve) // CURVE_POINTS)
+        log_curves(live, [{"mse": value} for value in curve[::every]], {"mse": "train/mse"})
+        live.summary.update(train_seconds=round(seconds, 6), data_source=data["source"], device="cpu",
+                            feature=data["key_feature"])
+
+
+def predictor(model: dict[str, Any], method: Any):
+    if method.name == "knn":
+        return lambda x: knn_predict(model["x"].numpy(), model["y"].numpy(), np.atleast_1d(x), method.neighbours)
+    return lambda x: model["k"] * np.asarray(x) + model["b"]
+
+
+def fit_figure(x_train, y_train, x_test, y_test, predict, feature: str, title: str):
+    figure, axes = plt.subplots(figsize=(6, 4.2), dpi=100)
+    axes.scatter(x_train, y_train, s=8, alpha=0.5, label="train")
+    axes.scatter(x_test, y_test, s=8, alpha=0.7, label="test")
+    grid = np.linspace(min(x_train.min(), x_test.min()), max(x_train.max(), x_test.max()), 200)
+    axes.plot(grid, predict(grid), color="black", label="model")
+    axes.set_xlabel(feature)
+    axes.set_ylabel("target")
+    axes.legend()
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def evaluate(run: LessonRun) -> dict[str, Any]:
+    lesson, layout, method = run.lesson, run.layout, run.lesson.method
+    data = load_prepared(layout.prepared(lesson.dataset))
+    (x_train, y_train), (x_test, y_test) = one_feature(data, "train"), one_feature(data, "test")
+    model = torch.load(layout.model(run.lesson_id), weights_only=True)
+    predict = predictor(model, method)
+    metrics = {"method": method.name, "feature": data["key_feature"],
+               "train_mse": round(mse(y_train, predict(x_train)), 6),
+               "test_mse": round(mse(y_test, predict(x_test)), 6)}
+    if method.name == "knn":
+        metrics.update(query=method.query, prediction_at_query=round(float(predict(method.query)[0]), 6))
+    else:
+        metrics.update(k=round(model["k"], 6), b=round(model["b"], 6))
+        if method.name == "gradient-descent":  # where it ends depends on the random start: 1000 steps do not converge
+            metrics.update(start_k=model["k0"], start_b=model["b0"])
+    metrics.update(train_seconds=read_metrics(layout.train_log(run.lesson_id))["train_seconds"],
+                   data_source=data["source"], seed=lesson.seed, reference_accuracy=lesson.reference_accuracy)
+    with live_log(layout.eval_log(run.lesson_id)) as live:
+        live.summary.update(metrics)
+        live.log_image("fit.png", fit_figure(x_train, y_train, x_test, y_test, predict, data["key_feature"],
+                                             f"{run.lesson_id}: {method.name}"))
+        if len(model["curve"]):
+            label = "best MSE after each try" if method.name == "random-search" else "MSE after each step"
+            live.log_image("loss_curve.png", curve_panels(
+                {label: model["curve"].tolist()}, f"{run.lesson_id}: training MSE", xlabel="step", ylabel="MSE"))
+    return metrics
+
+
+KIND = LessonKind(schema=LineLesson, train=train, evaluate=evaluate)

@@ -1,0 +1,299 @@
+"""The ``stock`` lesson kind: next-day close or up/down from a window of past days (001 §13).
+
+The seed trained on 100 rows and reported its training loss. Here every model is
+judged on a later test period it never saw, beside the forecast any model must beat:
+*persistence* (tomorrow closes where today closed) for prices and *always up* for
+the direction. The metrics say in plain words whether it did (``beats_persistence``,
+``beats_always_up``, ``verdict``); on daily index prices it usually does not.
+
+A price model outputs tomorrow's *change* from today's close (in units of the train
+days' typical change), and its forecast is today's close plus that change. Fed price
+levels scaled on the train days, a network cannot output levels it never saw, and the
+test years trade above every train day (an LSTM's saturating gates make that plain);
+anchored at today's close, its error stays the size of a daily move, and what it adds
+over persistence is exactly what is measured.
+
+The loss follows the target: MSE on the scaled change, binary cross-entropy (on logits)
+for up/down, where the seed used MSE on a 0/1 label. The weights kept are those of the
+epoch with the lowest validation loss, so the test period plays no part in choosing them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+from tqdm import tqdm
+
+from lessonflow.atomic import atomic_path
+from lessonflow.datasets import load_prepared
+from lessonflow.figures import plt
+from lessonflow.lessons import LessonKind, LessonRun
+from lessonflow.params import TrainedLesson
+from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
+from lessonflow.training import (
+    EVAL_BATCH, DivergedError, History, TrainConfig, epoch_batches, load_checkpoint, make_deterministic,
+    make_optimizer, make_scheduler, pick_device, save_checkpoint,
+)
+from lessonflow.zoo import build_model
+
+CURVES = {"train_loss": "train/loss", "val_loss": "val/loss"}
+ZOOM_DAYS = 60
+# A model "beats" a baseline only by more than these margins: a 0.1 % lower RMSE over a few
+# hundred days is noise, and the plain-language verdict must not call it a win.
+RMSE_MARGIN = 0.01       # relative
+ACCURACY_MARGIN = 0.01   # absolute (one percentage point)
+
+
+class StockLesson(TrainedLesson):
+    """A model of the next trading day from the ``window`` days before it."""
+
+    target: Literal["close", "updown"] = "close"
+    window: int = Field(10, gt=0, description="past days per input; at most datasets.<name>.options.window")
+
+
+def inputs(lesson: Any, data: dict[str, Any], split: str) -> torch.Tensor:
+    """The lesson's last ``window`` days of the prepared (longer) windows."""
+    available = data["window"]
+    if lesson.window > available:
+        raise ValueError(f"window: {lesson.window} days asked for, but {lesson.dataset} was prepared with "
+                         f"windows of {available}; raise datasets.{lesson.dataset}.options.window")
+    return data[f"x_{split}"][:, -lesson.window:]
+
+
+def change_scale(data: dict[str, Any]) -> float:
+    """The typical size of a day's change, from the train days only."""
+    return (data["y_train"] - data["last_close_train"]).std().item()
+
+
+def targets(lesson: Any, data: dict[str, Any], split: str) -> torch.Tensor:
+    """What the network is fitted to: tomorrow's scaled change from today's close, or 1.0 for a rise."""
+    if lesson.target == "updown":
+        return data[f"up_{split}"].float()
+    return ((data[f"y_{split}"] - data[f"last_close_{split}"]) / change_scale(data)).float()
+
+
+def forecast_close(outputs: torch.Tensor, data: dict[str, Any], split: str) -> np.ndarray:
+    """A price model's outputs as closes: today's close plus the predicted change."""
+    return (data[f"last_close_{split}"] + outputs.double() * change_scale(data)).numpy()
+
+
+def loss_function(lesson: Any) -> nn.Module:
+    return nn.BCEWithLogitsLoss() if lesson.target == "updown" else nn.MSELoss()
+
+
+def build_for(lesson: Any, data: dict[str, Any]) -> nn.Module:
+    return build_model(lesson.model.name, lesson.model.kwargs(), in_shape=(lesson.window, len(data["features"])),
+                       num_classes=1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Raw outputs (scaled close or up-logit), one per sample, on the CPU."""
+    model.eval()
+    return torch.cat([model(chunk.to(device)).squeeze(-1).float().cpu() for chunk in x.split(EVAL_BATCH)])
+
+
+def fit(model: nn.Module, lesson: Any, data: dict[str, Any], *, device: torch.device, checkpoint, fingerprint: str,
+        label: str) -> tuple[History, dict[str, Any]]:
+    """Mini-batch training with the classifier loop's pieces: seeded shuffles, per-epoch resumable
+    checkpoints, a stop on a non-finite loss. Returns the history and the best-validation weights."""
+    opt = lesson.optimizer
+    cfg = TrainConfig(epochs=lesson.epochs, batch_size=lesson.batch_size, optimizer=opt.name, lr=opt.lr,
+                      momentum=opt.momentum, weight_decay=opt.weight_decay, schedule=lesson.schedule,
+                      seed=lesson.seed)
+    model.to(device)
+    x_train, y_train = inputs(lesson, data, "train").to(device), targets(lesson, data, "train").to(device)
+    x_val, y_val = inputs(lesson, data, "val"), targets(lesson, data, "val")
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, math.ceil(len(y_train) / cfg.batch_size))
+    loss_fn = loss_function(lesson)
+    history, best = History(), {"epoch": 0, "val_loss": math.inf, "model": None}
+
+    resumed = load_checkpoint(checkpoint, fingerprint)
+    if resumed is not None:
+        for part, state in ((model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler")):
+            part.load_state_dict(resumed[state])
+        torch.set_rng_state(resumed["rng"])
+        history.epochs, best = resumed["history"], resumed["best"]
+
+    for epoch in tqdm(range(len(history.epochs), cfg.epochs), initial=len(history.epochs), total=cfg.epochs,
+                      desc=label, unit="epoch"):
+        model.train()
+        started, total = time.perf_counter(), 0.0
+        for step, index in enumerate(epoch_batches(len(y_train), cfg.batch_size, cfg.seed, epoch), start=1):
+            index = index.to(device)
+            loss = loss_fn(model(x_train[index]).squeeze(-1), y_train[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise DivergedError(f"{label}: loss became {value} at epoch {epoch + 1}, step {step}; "
+                                    "lower the learning rate. Previous results were left untouched.")
+            total += value * len(index)
+        val_loss = loss_fn(predict(model, x_val, device), y_val).item()
+        history.epochs.append({"epoch": epoch + 1, "train_loss": total / len(y_train), "val_loss": val_loss,
+                               "seconds": time.perf_counter() - started})
+        if val_loss < best["val_loss"]:
+            best = {"epoch": epoch + 1, "val_loss": val_loss, "model": copy.deepcopy(model.state_dict())}
+        save_checkpoint(checkpoint, {
+            "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "history": history.epochs,
+            "best": best,
+        })
+    return history, best
+
+
+def train(run: LessonRun) -> None:
+    lesson, layout = run.lesson, run.layout
+    device = pick_device(run.params.device)
+    make_deterministic(lesson.seed)
+    prepared_path = layout.prepared(lesson.dataset)
+    data = load_prepared(prepared_path)
+    model = build_for(lesson, data)
+    history, best = fit(model, lesson, data, device=device, checkpoint=layout.checkpoint(run.lesson_id),
+                        fingerprint=run.fingerprint(prepared_path), label=run.lesson_id)
+    with atomic_path(layout.model(run.lesson_id)) as tmp:
+        torch.save({key: value.cpu() for key, value in best["model"].items()}, tmp)
+    with live_log(layout.train_log(run.lesson_id)) as live:
+        log_curves(live, history.epochs, CURVES)
+        live.summary.update(train_seconds=round(history.train_seconds, 3), epochs=len(history.epochs),
+                            best_epoch=best["epoch"], best_val_loss=round(best["val_loss"], 6),
+                            device=device.type, data_source=data["source"])
+
+
+def error_sizes(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
+    """(RMSE, MAE) in the prices' own units."""
+    error = predicted - actual
+    return float(np.sqrt(np.mean(error ** 2))), float(np.mean(np.abs(error)))
+
+
+def judged(better: bool, tie: bool, baseline: str) -> str:
+    """The verdict's opening words; ``tie``: within the margin, which counts as not beating it."""
+    if tie:
+        return f"no better than {baseline}"
+    return f"beats {baseline}" if better else f"does not beat {baseline}"
+
+
+def price_report(predicted: np.ndarray, actual: np.ndarray, persistence: np.ndarray) -> dict[str, Any]:
+    """Errors beside persistence's. Beating it means a test RMSE more than ``RMSE_MARGIN`` lower."""
+    rmse, mae = error_sizes(predicted, actual)
+    base_rmse, base_mae = error_sizes(persistence, actual)
+    ratio = rmse / base_rmse
+    beats, tie = ratio < 1 - RMSE_MARGIN, abs(ratio - 1) <= RMSE_MARGIN
+    verdict = (f"{judged(beats, tie, 'persistence')}: test RMSE {rmse:.2f} vs {base_rmse:.2f} for 'tomorrow "
+               f"closes where today closed' ({ratio:.3f}x)")
+    if not beats:
+        verdict += "; the model adds nothing to repeating today's close"
+    return {"test_rmse": round(rmse, 4), "test_mae": round(mae, 4),
+            "persistence_rmse": round(base_rmse, 4), "persistence_mae": round(base_mae, 4),
+            "rmse_vs_persistence": round(ratio, 4), "beats_persistence": bool(beats), "verdict": verdict}
+
+
+def direction_report(probability_up: np.ndarray, rose: np.ndarray) -> dict[str, Any]:
+    """Accuracy beside always-up's. Beating it means more than ``ACCURACY_MARGIN`` higher."""
+    said_up = probability_up > 0.5
+    accuracy = float(np.mean(said_up == rose.astype(bool)))
+    always_up = float(np.mean(rose))
+    beats, tie = accuracy > always_up + ACCURACY_MARGIN, abs(accuracy - always_up) <= ACCURACY_MARGIN
+    verdict = (f"{judged(beats, tie, 'always-up')}: test accuracy {accuracy:.1%} vs {always_up:.1%} for "
+               f"predicting a rise every day; the model said 'up' on {np.mean(said_up):.0%} of test days")
+    return {"test_accuracy": round(accuracy, 6), "always_up_accuracy": round(always_up, 6),
+            "beats_always_up": bool(beats), "predicted_up_fraction": round(float(np.mean(said_up)), 6),
+            "verdict": verdict}
+
+
+def date_axis(ax) -> None:
+    """Short date labels that fit every panel without rotation."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def price_figure(dates: np.ndarray, actual, predicted, persistence, title: str):
+    """The whole test period, and its last days where the one-day lag of persistence is visible."""
+    days = np.array(dates, dtype="datetime64[D]")
+    figure, axes = plt.subplots(2, 1, figsize=(10, 7), dpi=100)
+    for ax, part in ((axes[0], slice(None)), (axes[1], slice(-ZOOM_DAYS, None))):
+        ax.plot(days[part], actual[part], color="black", lw=1.2, label="actual close")
+        ax.plot(days[part], predicted[part], color="tab:red", lw=1, label="model")
+        ax.plot(days[part], persistence[part], color="tab:blue", lw=1, ls="--", label="persistence (today's close)")
+        ax.grid(True)
+        ax.set_ylabel("close")
+        date_axis(ax)
+    axes[0].set_title(f"{title}: test period")
+    axes[1].set_title(f"last {ZOOM_DAYS} test days")
+    axes[0].legend()
+    figure.tight_layout()
+    return figure
+
+
+def direction_figure(dates: np.ndarray, probability_up, rose, title: str):
+    """Predicted probability of a rise against what happened, and running accuracy against always-up."""
+    days = np.array(dates, dtype="datetime64[D]")
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), dpi=100, sharex=True)
+    top.scatter(days, probability_up, c=np.where(rose > 0.5, "tab:green", "tab:red"), s=6)
+    top.axhline(0.5, color="gray", lw=0.8)
+    top.set_ylabel("predicted P(up)")
+    top.set_title(f"{title}: test period (green: the close rose, red: it fell)")
+    steps = np.arange(1, len(rose) + 1)
+    bottom.plot(days, np.cumsum((probability_up > 0.5) == (rose > 0.5)) / steps, color="tab:red", label="model")
+    bottom.plot(days, np.cumsum(rose) / steps, color="tab:blue", ls="--", label="always up")
+    bottom.set_ylabel("accuracy so far")
+    bottom.grid(True)
+    bottom.legend()
+    date_axis(bottom)
+    figure.tight_layout()
+    return figure
+
+
+def evaluate(run: LessonRun) -> dict[str, Any]:
+    lesson, layout = run.lesson, run.layout
+    device = pick_device(run.params.device)
+    data = load_prepared(layout.prepared(lesson.dataset))
+    model = build_for(lesson, data)
+    model.load_state_dict(torch.load(layout.model(run.lesson_id), weights_only=True))
+    model.to(device)
+    outputs = {split: predict(model, inputs(lesson, data, split), device) for split in ("val", "test")}
+    val_loss = loss_function(lesson)(outputs["val"], targets(lesson, data, "val")).item()
+    dates = np.array(data["dates_test"])
+    title = f"{run.lesson_id} ({data['source']} data)"
+    if lesson.target == "updown":
+        probability = outputs["test"].sigmoid().numpy()
+        rose = data["up_test"].numpy()
+        report = direction_report(probability, rose)
+        arrays = {"probability_up": probability, "rose": rose}
+        figure = direction_figure(dates, probability, rose, title)
+    else:
+        predicted = forecast_close(outputs["test"], data, "test")
+        actual, persistence = data["y_test"].numpy(), data["last_close_test"].numpy()
+        report = price_report(predicted, actual, persistence)
+        arrays = {"predicted": predicted, "actual": actual, "persistence": persistence}
+        figure = price_figure(dates, actual, predicted, persistence, title)
+    trained = read_metrics(layout.train_log(run.lesson_id))
+    metrics = {
+        **report, "val_loss": round(val_loss, 6), "target": lesson.target, "window": lesson.window,
+        "test_days": len(dates), "test_start": str(dates[0]), "test_end": str(dates[-1]),
+        "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "best_epoch": trained["best_epoch"],
+        "device": trained["device"], "data_source": data["source"], "seed": lesson.seed,
+    }
+    with live_log(layout.eval_log(run.lesson_id)) as live:
+        live.summary.update(metrics)
+        with (outputs_of(live) / "predictions.npz").open("wb") as fh:
+            np.savez_compressed(fh, dates=dates, **arrays)
+        live.log_image("predicted_vs_actual.png", figure)
+    plt.close(figure)
+    return metrics
+
+
+KIND = LessonKind(schema=StockLesson, train=train, evaluate=evaluate)

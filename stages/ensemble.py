@@ -1,0 +1,53 @@
+"""``ensemble-<name>``: combine the members' saved class probabilities (see ``lessonflow/ensemble.py``).
+
+DVC cannot expand a params list into ``deps``, so dvc.yaml spells out each ensemble's
+members' prediction files; this stage refuses to run when they disagree with
+``ensembles.<name>.members``, so a member change can never go unnoticed by DVC.
+"""
+
+from pathlib import Path
+
+import yaml
+from tabulate import tabulate
+
+from lessonflow.ensemble import combine, load_predictions, table_rows
+from lessonflow.figures import accuracy_bars
+from lessonflow.params import ParamsError
+from lessonflow.records import live_log, outputs_of
+from stages import run_stage
+
+PREDICTIONS_SUFFIX = "/eval/outputs/predictions.npz"
+
+
+def check_declared(root: Path, name: str, members: list[str]) -> None:
+    stage = f"ensemble-{name}"
+    stages = yaml.safe_load((root / "dvc.yaml").read_text()).get("stages", {})
+    if stage not in stages:
+        raise ParamsError(f"ensembles.{name}: dvc.yaml has no stage {stage!r}; add one like ensemble-mnist")
+    declared = {dep.removeprefix("results/").removesuffix(PREDICTIONS_SUFFIX)
+                for dep in stages[stage].get("deps", []) if dep.endswith(PREDICTIONS_SUFFIX)}
+    if declared != set(members):
+        raise ParamsError(f"ensembles.{name}.members {sorted(members)} differ from the prediction files that "
+                          f"dvc.yaml stage {stage!r} depends on {sorted(declared)}: list the same lessons in both")
+
+
+def ensemble(name, params, layout):
+    """Combine the members' test probabilities by vote, average and validation-fitted weighted average."""
+    members = params.ensembles[name].members
+    check_declared(layout.root, name, members)
+    predictions = {member: load_predictions(layout.predictions(member)) for member in members}
+    metrics, predicted = combine(predictions)
+    rows = table_rows(metrics)
+    with live_log(layout.ensemble_log(name)) as live:
+        live.summary.update(metrics)
+        (outputs_of(live) / "table.md").write_text(
+            tabulate(rows, headers=["", "model", "test accuracy", "weight"], tablefmt="github", floatfmt=".4f") + "\n")
+        live.log_image("accuracy.png", accuracy_bars([row[:3] for row in rows], f"ensemble-{name}: test accuracy"))
+        live.log_sklearn_plot("confusion_matrix", predictions[members[0]].y_test, predicted["weighted_average"],
+                              name="confusion_matrix.json")
+    print(f"ensemble-{name}: weighted {metrics['test_accuracy']:.4f}, best member {metrics['best_member']} "
+          f"{metrics['best_member_accuracy']:.4f}, oracle {metrics['oracle']:.4f}")
+
+
+if __name__ == "__main__":
+    run_stage("ensemble", "ensembles", ensemble)

@@ -1,0 +1,198 @@
+"""The Prefect flow over the DVC pipeline, with a real Prefect server (its test harness) and real DVC.
+
+To keep CI time low the flow builds two fast lessons (``mnist-logreg``, ``mnist-cnn-book``, epochs
+cut to 2 and 1) rather than the whole default profile; ``built`` is one concurrent flow build
+that the tests after it change and rebuild in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import commit_all, copy_project, dvc, project_env, run
+
+LESSONS = ["mnist-logreg", "mnist-cnn-book"]
+STAGES = ["download@mnist", "prepare@mnist", *(f"{verb}@{lesson}" for verb in ("train", "evaluate") for lesson in LESSONS)]
+THREADS = {"LESSONFLOW_THREADS": "1"}  # what the flow gives each of two stages on two cores
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One temporary Prefect server for the whole test run (it takes a while to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=240):
+        yield
+
+
+def edit_params(repo: Path, **lessons: dict) -> None:
+    """Change lesson params in a copy the way a user edits params.yaml (comments and order kept)."""
+    from dvc.utils.serialize import modify_yaml
+
+    with modify_yaml(str(repo / "params.yaml")) as params:
+        for lesson, changes in lessons.items():
+            for key, value in changes.items():
+                if isinstance(value, dict):
+                    params["lessons"][lesson][key].update(value)
+                else:
+                    params["lessons"][lesson][key] = value
+
+
+def small_project(path: Path) -> Path:
+    repo = copy_project(path)
+    edit_params(repo, **{"mnist-logreg": {"epochs": 2}, "mnist-cnn-book": {"epochs": 1}})
+    commit_all(repo, "fewer epochs for the tests")
+    return repo
+
+
+def run_flow(repo: Path, monkeypatch, runner: str = "thread", **parameters):
+    """Run the flow as `lessonflow flow run` does, in the project's folder; returns the final state."""
+    from flows.pipeline import pipeline, task_runner
+
+    monkeypatch.chdir(repo)
+    for key, value in {**project_env(), **THREADS}.items():
+        monkeypatch.setenv(key, value)
+    flow = pipeline.with_options(task_runner=task_runner(runner, parameters.get("max_parallel", 2)))
+    return flow(root=str(repo), return_state=True, **{"targets": LESSONS, **parameters})
+
+
+def statuses(state) -> dict[str, str]:
+    return {result.stage: result.status for result in state.result()}
+
+
+def reported_statuses() -> dict[str, str]:
+    """Each stage's result as the run's markdown artifact shows it (a failed run returns no value)."""
+    from prefect.artifacts import Artifact
+
+    from flows.pipeline import REPORT_KEY
+
+    rows = [line.split("|") for line in Artifact.get(REPORT_KEY).data.splitlines() if line.startswith("| `")]
+    return {row[1].strip(" `"): row[2].strip() for row in rows}
+
+
+def lock_entries(repo: Path) -> dict:
+    """dvc.lock of the test stages, without the hashes of outputs that record wall-clock time.
+
+    ``metrics.json`` holds ``train_seconds`` and ``models/<id>/checkpoint.pt`` each epoch's
+    seconds, so their hashes differ between any two runs (the weights are compared separately,
+    by ``model_hashes``); every other hash — data, predictions, plots, params — must match.
+    """
+    stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    for entry in stages.values():
+        for item in entry.get("deps", []) + entry.get("outs", []):
+            if item["path"].endswith("metrics.json") or item["path"].startswith("models/"):
+                item.pop("md5"), item.pop("size"), item.pop("nfiles", None)
+    return {stage: stages[stage] for stage in STAGES}
+
+
+def model_hashes(repo: Path) -> dict[str, str]:
+    return {lesson: hashlib.md5((repo / "models" / lesson / "model.pt").read_bytes()).hexdigest() for lesson in LESSONS}
+
+
+def assert_clean(repo: Path) -> None:
+    status = dvc(repo, "status", *(f"evaluate@{lesson}" for lesson in LESSONS), "--with-deps")
+    assert "up to date" in status.stdout, status.stdout
+
+
+def error_logs(state) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterLevel
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+                                          level=LogFilterLevel(ge_=40)))
+    return "\n".join(log.message for log in logs)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, prefect_api):
+    """The two lessons built by the flow, two stages at a time; its state for the tests to inspect."""
+    monkeypatch = pytest.MonkeyPatch()
+    repo = small_project(tmp_path_factory.mktemp("flow") / "project")
+    state = run_flow(repo, monkeypatch)
+    monkeypatch.undo()
+    return repo, state
+
+
+def test_flow_builds_independent_lessons_concurrently(built, tmp_path):
+    repo, state = built
+    assert state.is_completed(), state.message
+    results = {result.stage: result for result in state.result()}
+    assert {stage: r.status for stage, r in results.items()} == dict.fromkeys(STAGES, "ran")
+    a, b = (results[f"train@{lesson}"] for lesson in LESSONS)
+    assert a.started < b.finished and b.started < a.finished, "the two trainings did not overlap"
+    assert results["evaluate@mnist-logreg"].metric.startswith("test_accuracy = ")
+
+    assert_clean(repo)
+    sequential = tmp_path / "sequential"  # the same commit, built by a plain `dvc repro`
+    run(tmp_path, "git", "clone", "-q", str(repo), str(sequential))
+    dvc(sequential, "repro", *(f"evaluate@{lesson}" for lesson in LESSONS), env=project_env(**THREADS))
+    assert lock_entries(repo) == lock_entries(sequential)
+    assert model_hashes(repo) == model_hashes(sequential)
+
+    from prefect.artifacts import Artifact
+
+    from flows.pipeline import REPORT_KEY
+
+    report = Artifact.get(REPORT_KEY).data
+    assert all(f"`{stage}` | ran |" in report for stage in STAGES), report
+
+
+def test_second_run_starts_no_stage(built, monkeypatch):
+    repo, _ = built
+    state = run_flow(repo, monkeypatch)
+    assert state.is_completed(), state.message
+    assert statuses(state) == dict.fromkeys(STAGES, "skipped")
+
+
+def test_failing_stage_fails_the_run_and_the_next_run_finishes(built, monkeypatch):
+    repo, _ = built
+    model = repo / "models" / "mnist-cnn-book" / "model.pt"
+    before = model.read_bytes()
+    # A params change reruns only its lesson; a learning rate this large makes the training diverge.
+    edit_params(repo, **{"mnist-logreg": {"optimizer": {"lr": 0.1}}, "mnist-cnn-book": {"optimizer": {"lr": 1e30}}})
+    state = run_flow(repo, monkeypatch)
+    assert state.is_failed()
+    assert reported_statuses() == {"download@mnist": "skipped", "prepare@mnist": "skipped",
+                               "train@mnist-logreg": "ran", "evaluate@mnist-logreg": "ran",
+                               "train@mnist-cnn-book": "failed", "evaluate@mnist-cnn-book": "blocked"}
+    assert "train@mnist-cnn-book failed:" in state.message
+    assert "train@mnist-cnn-book failed:" in error_logs(state)
+    assert model.read_bytes() == before, "the failed stage damaged the previous model"
+
+    edit_params(repo, **{"mnist-cnn-book": {"optimizer": {"lr": 0.002}}})
+    state = run_flow(repo, monkeypatch)
+    assert state.is_completed(), state.message
+    assert statuses(state) == {**dict.fromkeys(STAGES, "skipped"), "train@mnist-cnn-book": "ran",
+                               "evaluate@mnist-cnn-book": "ran"}
+    assert_clean(repo)
+
+
+def test_dask_runner_builds_two_lessons_through_a_dvc_remote(built, tmp_path, monkeypatch):
+    """Two local Dask worker processes with their own clone; outputs travel through a DVC remote."""
+    repo, _ = built
+    dvc(repo, "remote", "add", "-d", "store", str(tmp_path / "store"))
+    dvc(repo, "push")
+    edit_params(repo, **{lesson: {"seed": 1} for lesson in LESSONS})
+    commit_all(repo, "new seeds, a remote")
+    clone = tmp_path / "worker-clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    monkeypatch.setenv("LESSONFLOW_WORKER_ROOT", str(clone))  # the workers, started by the flow, inherit it
+
+    state = run_flow(repo, monkeypatch, runner="dask", remote=True)
+    assert state.is_completed(), state.message
+    assert statuses(state) == {**dict.fromkeys(STAGES, "skipped"),
+                               **{f"{verb}@{lesson}": "ran" for verb in ("train", "evaluate") for lesson in LESSONS}}
+    assert_clean(repo)  # the flow's own workspace got the entries and the outputs
+    # The worker's clone pulled only the inputs it needed and recorded exactly what the flow did.
+    rebuilt = [f"{verb}@{lesson}" for verb in ("train", "evaluate") for lesson in LESSONS]
+    recorded = [yaml.safe_load((path / "dvc.lock").read_text())["stages"] for path in (repo, clone)]
+    flow_side, worker_side = ({stage: lock[stage] for stage in rebuilt} for lock in recorded)
+    assert flow_side == worker_side
+    assert (clone / "models" / "mnist-logreg" / "model.pt").read_bytes() == \
+        (repo / "models" / "mnist-logreg" / "model.pt").read_bytes()

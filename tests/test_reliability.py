@@ -1,0 +1,189 @@
+"""Reliability with real processes: a SIGKILLed training resumes to the same model, a diverging one
+keeps the committed results, two `dvc repro` at once corrupt nothing, two clean runs agree bit for bit."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from lessonflow.training import Augmentation, TrainConfig, make_deterministic, train_classifier
+from lessonflow.zoo import build_model
+
+from conftest import BIN, ONE_THREAD, QUICK_LESSONS, clone, copy_project, dvc, project_env, read_json, run
+
+ENV = project_env(**ONE_THREAD)
+TIMING = ("train_seconds",)
+
+
+def set_lesson(repo: Path, lesson: str, **optimizer) -> None:
+    params_path = repo / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["lessons"][lesson]["optimizer"].update(optimizer)
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def metrics(repo: Path, lesson: str, step: str) -> dict:
+    return {k: v for k, v in read_json(repo / "results" / lesson / step / "metrics.json").items() if k not in TIMING}
+
+
+def curves(repo: Path, lesson: str) -> dict[str, list[tuple[str, str]]]:
+    """Every per-epoch curve as (step, value) rows; DVCLive's wall-clock column is left out."""
+    plots = repo / "results" / lesson / "train" / "plots"
+    found = {}
+    for path in sorted(plots.rglob("*.tsv")):
+        with path.open() as fh:
+            found[str(path.relative_to(plots))] = [(row["step"], row[path.stem]) for row in csv.DictReader(fh, delimiter="\t")]
+    assert found, f"no curves under {plots}"
+    return found
+
+
+def files_under(repo: Path, *folders: str) -> dict[str, bytes]:
+    return {str(p.relative_to(repo)): p.read_bytes() for folder in folders for p in (repo / folder).rglob("*") if p.is_file()}
+
+
+def assert_same_training(repo: Path, reference: Path, lesson: str) -> None:
+    model = f"models/{lesson}/model.pt"
+    assert (repo / model).read_bytes() == (reference / model).read_bytes(), f"{model} differs"
+    assert metrics(repo, lesson, "train") == metrics(reference, lesson, "train")
+    assert curves(repo, lesson) == curves(reference, lesson)
+
+
+def test_a_killed_training_resumes_to_exactly_the_uninterrupted_result(quick_built, tmp_path):
+    repo = clone(quick_built, tmp_path / "repo")
+    lesson = "mnist-cnn-book"
+    for output in (repo / "models" / lesson, repo / "results" / lesson / "train"):
+        for path in sorted(output.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+    checkpoint = repo / "models" / lesson / "checkpoint.pt"
+
+    process = subprocess.Popen([sys.executable, "-m", "stages.train", lesson], cwd=repo, env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 900
+        while not checkpoint.exists():  # written by rename: it exists only once complete
+            assert process.poll() is None, "training ended before writing its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 15 minutes"
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (repo / "models" / lesson / "model.pt").exists(), "the kill came too late: training had finished"
+
+    resumed = dvc(repo, "repro", f"train@{lesson}", env=ENV).stdout
+    match = re.search(rf"{lesson}: resuming after epoch (\d+) of (\d+)", resumed)
+    assert match, resumed
+    assert 1 <= int(match[1]) < int(match[2])
+    assert_same_training(repo, quick_built, lesson)
+
+    # a changed param: the (complete) checkpoint of mnist-logreg is not resumed, training starts over
+    set_lesson(repo, "mnist-logreg", lr=0.1)
+    restarted = run(repo, sys.executable, "-m", "stages.train", "mnist-logreg", env=ENV).stdout
+    assert "made with other params" in restarted and "resuming" not in restarted
+    assert (repo / "models/mnist-logreg/model.pt").read_bytes() != (quick_built / "models/mnist-logreg/model.pt").read_bytes()
+    assert [step for step, _ in curves(repo, "mnist-logreg")["metrics/train/loss.tsv"]] == [str(i) for i in range(25)]
+
+
+def test_the_checkpoint_restores_the_random_number_stream(tmp_path):
+    """Random augmentation draws from the global RNG: a resumed run must draw what the killed one would have."""
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    x = torch.from_numpy((images.reshape(-1, 1, 8, 8) * 255 / 16).round()).to(torch.uint8)
+    data = {"x_train": x[:300], "y_train": torch.from_numpy(labels[:300]), "x_val": x[300:400],
+            "y_val": torch.from_numpy(labels[300:400])}
+
+    def train(epochs: int, name: str, stir: bool = False) -> dict:
+        make_deterministic(3)
+        model = build_model("mlp", {"hidden": [16]}, in_shape=(1, 8, 8), num_classes=10)
+        if stir:  # whatever state the new process is in, the checkpoint's must win
+            torch.manual_seed(12345)
+        cfg = TrainConfig(epochs=epochs, batch_size=50, optimizer="sgd", lr=0.1, seed=3,
+                          augment=Augmentation(hflip=True))
+        train_classifier(model, data, cfg, device=torch.device("cpu"), checkpoint=tmp_path / f"{name}.pt",
+                         fingerprint="same", label=name, progress=False)
+        return model.state_dict()
+
+    straight = train(3, "straight")
+    train(1, "resumed")
+    resumed = train(3, "resumed", stir=True)
+    for key, value in straight.items():
+        assert torch.equal(value, resumed[key]), key
+
+
+def test_a_diverging_training_stops_and_keeps_the_committed_results(quick_built, tmp_path):
+    repo = clone(quick_built, tmp_path / "repo")
+    kept = files_under(repo, "models/mnist-logreg", "results/mnist-logreg") | files_under(repo, "dvc.lock")
+    # a logistic regression's loss stays finite even at lr 1e6; 1e38 overflows float32 within a step or two
+    set_lesson(repo, "mnist-logreg", lr=1e38)
+    result = dvc(repo, "repro", "evaluate@mnist-logreg", check=False, env=ENV)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert re.search(r"train@mnist-logreg failed: mnist-logreg: .*\b(nan|inf)\b.* at epoch [1-9]\d*, step [1-9]\d*",
+                     output), output
+    assert "Traceback" not in output
+    assert files_under(repo, "models/mnist-logreg", "results/mnist-logreg") | files_under(repo, "dvc.lock") == kept
+
+
+def cached(repo: Path, md5: str) -> Path:
+    return repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def assert_lock_matches_workspace_and_cache(repo: Path, stages: list[str]) -> None:
+    """dvc.lock parses, and every output it records is in the workspace and in the cache with that hash."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    for stage in stages:
+        for out in lock["stages"][stage]["outs"]:
+            path, md5 = repo / out["path"], out["md5"]
+            if md5.endswith(".dir"):
+                for entry in json.loads(cached(repo, md5).read_text()):
+                    assert md5_of(path / entry["relpath"]) == entry["md5"] == md5_of(cached(repo, entry["md5"]))
+            else:
+                assert md5_of(path) == md5 == md5_of(cached(repo, md5))
+
+
+def test_two_dvc_repro_at_once_corrupt_neither_lock_nor_cache(quick_built, tmp_path):
+    repo = clone(quick_built, tmp_path / "repo")
+    set_lesson(repo, "mnist-logreg", lr=0.1)
+    command = [str(BIN / "dvc"), "repro", "train@mnist-logreg"]
+    processes = [subprocess.Popen(command, cwd=repo, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(2)]
+    outputs = [process.communicate(timeout=1800)[0] for process in processes]
+    codes = [process.returncode for process in processes]
+
+    assert 0 in codes, outputs
+    for code, output in zip(codes, outputs):
+        assert code == 0 or "Unable to acquire lock" in output, output
+    assert sum(output.count("Running stage 'train@mnist-logreg'") for output in outputs) == 1
+    status = dvc(repo, "status", "train@mnist-logreg", env=ENV).stdout
+    assert "Data and pipelines are up to date" in status, status
+    assert_lock_matches_workspace_and_cache(repo, ["prepare@mnist", "train@mnist-logreg"])
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert lock["stages"]["train@mnist-logreg"]["params"]["params.yaml"]["lessons.mnist-logreg"]["optimizer"]["lr"] == 0.1
+
+
+def test_two_clean_runs_give_byte_identical_models_and_identical_metrics(quick_built, tmp_path):
+    other = copy_project(tmp_path / "other")
+    dvc(other, "repro", *(f"evaluate@{lesson}" for lesson in QUICK_LESSONS), env=ENV)
+    for lesson in QUICK_LESSONS:
+        assert_same_training(other, quick_built, lesson)
+        assert metrics(other, lesson, "eval") == metrics(quick_built, lesson, "eval")
+        predictions = f"results/{lesson}/eval/outputs/predictions.npz"
+        with np.load(other / predictions) as ours, np.load(quick_built / predictions) as theirs:
+            assert set(ours) == set(theirs)
+            for name in ours:
+                np.testing.assert_array_equal(ours[name], theirs[name])

@@ -25,7 +25,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from flows import dvc_stages
-from flows.dvc_stages import Plan, StageFailed
+from flows.dvc_stages import Plan
 
 DOWNLOAD_RETRIES = 3
 DOWNLOAD_BACKOFF_S = 10.0

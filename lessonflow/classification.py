@@ -63,11 +63,7 @@ def evaluate_with(run: LessonRun, normalize, extra_metrics: Callable[[dict, torc
     ``extra_metrics(data, predicted)`` adds a kind's own numbers (e.g. a majority-class baseline).
     """
     lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    data = load_prepared(layout.prepared(lesson.dataset))
-    model = build_for(lesson, data)
-    model.load_state_dict(torch.load(layout.model(run.lesson_id), weights_only=True))
-    model.to(device)
+    model, data, device = run.load_trained(build_for)
     logits = {split: predict_logits(model, data[f"x_{split}"], normalize, device) for split in ("val", "test")}
     y_test = data["y_test"]
     test_loss = torch.nn.functional.cross_entropy(logits["test"], y_test).item()

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 
 import lessonflow.kinds as kinds_package
+from lessonflow.datasets import load_prepared
 from lessonflow.paths import Layout
+from lessonflow.training import pick_device
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -35,6 +37,14 @@ class LessonRun:
     @property
     def lesson(self) -> Any:
         return self.params.lessons[self.lesson_id]
+
+    def load_trained(self, build: Callable[[Any, dict[str, Any]], torch.nn.Module]):
+        """(model on the run's device, prepared data, device): how every evaluate stage starts."""
+        device = pick_device(self.params.device)
+        data = load_prepared(self.layout.prepared(self.lesson.dataset))
+        model = build(self.lesson, data)
+        model.load_state_dict(torch.load(self.layout.model(self.lesson_id), weights_only=True))
+        return model.to(device), data, device
 
     def fingerprint(self, *inputs: Path) -> str:
         """Identifies the params, input files, code and torch version a checkpoint was made with."""

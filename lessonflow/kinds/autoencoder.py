@@ -104,11 +104,7 @@ def to_pixels(images: torch.Tensor) -> np.ndarray:
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
     lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    data = load_prepared(layout.prepared(lesson.dataset))
-    model = build(lesson, data)
-    model.load_state_dict(torch.load(layout.model(run.lesson_id), weights_only=True))
-    model.to(device)
+    model, data, device = run.load_trained(build)
     x_test, y_test = data["x_test"], data["y_test"]
     codes, rebuilt = encode_decode(model, x_test, device)
     per_image = (rebuilt - to_inputs(x_test, None)).pow(2).flatten(1).mean(1)

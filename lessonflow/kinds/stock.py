@@ -259,11 +259,7 @@ def direction_figure(dates: np.ndarray, probability_up, rose, title: str):
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
     lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    data = load_prepared(layout.prepared(lesson.dataset))
-    model = build_for(lesson, data)
-    model.load_state_dict(torch.load(layout.model(run.lesson_id), weights_only=True))
-    model.to(device)
+    model, data, device = run.load_trained(build_for)
     outputs = {split: predict(model, inputs(lesson, data, split), device) for split in ("val", "test")}
     val_loss = loss_function(lesson)(outputs["val"], targets(lesson, data, "val")).item()
     dates = np.array(data["dates_test"])

@@ -12,11 +12,10 @@ import numpy as np
 import torch
 
 from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
 from lessonflow.figures import confusion_matrix_figure, image_grid
 from lessonflow.lessons import LessonRun
 from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
-from lessonflow.training import TrainConfig, make_deterministic, pick_device, predict_logits, train_classifier
+from lessonflow.training import TrainConfig, predict_logits, train_classifier
 from lessonflow.zoo import build_model
 
 MISCLASSIFIED_SHOWN = 32
@@ -35,14 +34,11 @@ def fit(run: LessonRun, config: TrainConfig, **summary: Any) -> None:
     Shared by every kind whose lessons are classifiers of prepared tensors (images, feature rows).
     """
     lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    make_deterministic(lesson.seed)
-    prepared_path = layout.prepared(lesson.dataset)
-    data = load_prepared(prepared_path)
+    data, device, fingerprint = run.start_training()
     model = build_for(lesson, data)
     history = train_classifier(model, data, config, device=device,
                                checkpoint=layout.checkpoint(run.lesson_id),
-                               fingerprint=run.fingerprint(prepared_path), label=run.lesson_id)
+                               fingerprint=fingerprint, label=run.lesson_id)
     with atomic_path(layout.model(run.lesson_id)) as tmp:
         torch.save(model.cpu().state_dict(), tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:

@@ -21,7 +21,7 @@ import torch
 import lessonflow.kinds as kinds_package
 from lessonflow.datasets import load_prepared
 from lessonflow.paths import Layout
-from lessonflow.training import pick_device
+from lessonflow.training import make_deterministic, pick_device
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -37,6 +37,13 @@ class LessonRun:
     @property
     def lesson(self) -> Any:
         return self.params.lessons[self.lesson_id]
+
+    def start_training(self) -> tuple[dict[str, Any], torch.device, str]:
+        """(prepared data, device, checkpoint fingerprint), with the RNG seeded: how every train stage starts."""
+        device = pick_device(self.params.device)
+        make_deterministic(self.lesson.seed)
+        prepared_path = self.layout.prepared(self.lesson.dataset)
+        return load_prepared(prepared_path), device, self.fingerprint(prepared_path)
 
     def load_trained(self, build: Callable[[Any, dict[str, Any]], torch.nn.Module]):
         """(model on the run's device, prepared data, device): how every evaluate stage starts."""

@@ -16,13 +16,12 @@ import torch
 from torch.nn import functional as F
 
 from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
 from lessonflow.figures import code_scatter_3d, image_grid
 from lessonflow.lessons import LessonKind, LessonRun
 from lessonflow.params import TrainedLesson
 from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
 from lessonflow.training import (
-    EVAL_BATCH, TrainConfig, descend, make_deterministic, make_optimizer, make_scheduler, pick_device,
+    EVAL_BATCH, TrainConfig, descend, make_optimizer, make_scheduler,
     run_epochs, to_inputs,
 )
 from lessonflow.zoo import build_model
@@ -63,10 +62,7 @@ def reconstruction_mse(model: torch.nn.Module, x: torch.Tensor, device: torch.de
 
 def train(run: LessonRun) -> None:
     lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    make_deterministic(lesson.seed)
-    prepared_path = layout.prepared(lesson.dataset)
-    data = load_prepared(prepared_path)
+    data, device, fingerprint = run.start_training()
     model = build(lesson, data).to(device)
     cfg = TrainConfig.of(lesson)
     x_train = data["x_train"].to(device)
@@ -82,7 +78,7 @@ def train(run: LessonRun) -> None:
     history = run_epochs({"model": model, "optimizer": optimizer, "scheduler": scheduler}, step,
                          epochs=cfg.epochs, n_train=len(x_train), batch_size=cfg.batch_size, seed=cfg.seed,
                          device=device, checkpoint=layout.checkpoint(run.lesson_id),
-                         fingerprint=run.fingerprint(prepared_path), label=run.lesson_id,
+                         fingerprint=fingerprint, label=run.lesson_id,
                          after_epoch=lambda: {"val_loss": reconstruction_mse(model, data["x_val"], device)})
     with atomic_path(layout.model(run.lesson_id)) as tmp:
         torch.save(model.cpu().state_dict(), tmp)

@@ -93,11 +93,7 @@ def train_gan(run: LessonRun, model: torch.nn.Module, data: dict[str, Any], devi
 
 def train(run: LessonRun) -> None:
     lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    make_deterministic(lesson.seed)
-    prepared_path = layout.prepared(lesson.dataset)
-    data = load_prepared(prepared_path)
-    fingerprint = run.fingerprint(prepared_path)
+    data, device, fingerprint = run.start_training()
     model = build(lesson, data).to(device)
     history = train_gan(run, model, data, device, fingerprint)
 

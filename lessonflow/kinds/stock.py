@@ -32,14 +32,13 @@ from torch import nn
 from tqdm import tqdm
 
 from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
 from lessonflow.figures import plt
 from lessonflow.lessons import LessonKind, LessonRun
 from lessonflow.params import TrainedLesson
 from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
 from lessonflow.training import (
-    EVAL_BATCH, DivergedError, History, TrainConfig, epoch_batches, load_checkpoint, make_deterministic,
-    make_optimizer, make_scheduler, pick_device, save_checkpoint,
+    EVAL_BATCH, DivergedError, History, TrainConfig, epoch_batches, load_checkpoint,
+    make_optimizer, make_scheduler, save_checkpoint,
 )
 from lessonflow.zoo import build_model
 
@@ -154,13 +153,10 @@ def fit(model: nn.Module, lesson: Any, data: dict[str, Any], *, device: torch.de
 
 def train(run: LessonRun) -> None:
     lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    make_deterministic(lesson.seed)
-    prepared_path = layout.prepared(lesson.dataset)
-    data = load_prepared(prepared_path)
+    data, device, fingerprint = run.start_training()
     model = build_for(lesson, data)
     history, best = fit(model, lesson, data, device=device, checkpoint=layout.checkpoint(run.lesson_id),
-                        fingerprint=run.fingerprint(prepared_path), label=run.lesson_id)
+                        fingerprint=fingerprint, label=run.lesson_id)
     with atomic_path(layout.model(run.lesson_id)) as tmp:
         torch.save({key: value.cpu() for key, value in best["model"].items()}, tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:

@@ -108,7 +108,9 @@ def plan(root: Path, targets: list[str] | None = None) -> Plan:
             for name in resolve_targets(targets, names, upstream):
                 selected |= {name} | ancestors(name, upstream)
         order = [name for name in names if name in selected]
-        stale = set(lock_retry(lambda: repo.status(targets=order)))
+        # One status of the whole pipeline: with explicit targets DVC re-reads dvc.yaml and dvc.lock
+        # once per target, minutes for a pipeline of 77 stages instead of seconds.
+        stale = set(lock_retry(repo.status)) & selected
     return Plan(order, {name: upstream[name] & selected for name in order}, stale)
 
 
@@ -204,8 +206,8 @@ def headline_metrics(root: Path, stages: list[str]) -> dict[str, str]:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        files = {stage: [Path(out.fs_path) for out in repo.stage.collect(stage)[0].outs if out.metric]
-                 for stage in stages}
+        by_name = {stage.addressing: stage for stage in repo.index.stages}  # one read of dvc.yaml for all
+        files = {stage: [Path(out.fs_path) for out in by_name[stage].outs if out.metric] for stage in stages}
     return {stage: _headline(paths) for stage, paths in files.items()}
 
 

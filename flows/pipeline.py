@@ -9,8 +9,6 @@ fails fails the run; stages that do not depend on it still finish, and the next 
 Run it with ``lessonflow flow run`` (see ``lessonflow/cli.py``) or ``python -m flows.pipeline``.
 """
 
-from __future__ import annotations
-
 import os
 import time
 from dataclasses import dataclass

@@ -7,6 +7,7 @@ its arguments and sets ``run`` to a function of the parsed arguments returning a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,9 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A local Prefect server otherwise logs an ERROR on every start when it cannot reach the
+    # internet to send usage telemetry; a user's own setting wins.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = argparse.ArgumentParser(prog="lessonflow", description="Rebuild and inspect the lessons of the zoo.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:

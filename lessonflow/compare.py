@@ -18,8 +18,8 @@ from tabulate import tabulate
 # reconstructions, then a training loss for lessons that report nothing held out.
 HEADLINE_METRICS = ("test_accuracy", "accuracy", "test_mse", "test_rmse", "mse", "rmse",
                     "test_loss", "final_loss", "loss")
-# Bookkeeping numbers that are never a lesson's result.
-NOT_RESULTS = {"epochs", "seed", "train_seconds", "step", "reference_accuracy", "val_samples", "test_samples"}
+# Bookkeeping numbers that are never a lesson's result (nor is any timing, ``*_seconds``).
+NOT_RESULTS = {"epochs", "seed", "step", "reference_accuracy", "val_samples", "test_samples"}
 WORKSPACE = "workspace"
 LEGEND = "new / removed: no metrics at the other revision (not built there, or not in the local DVC cache)"
 
@@ -27,7 +27,8 @@ LEGEND = "new / removed: no metrics at the other revision (not built there, or n
 def headline(metrics: dict[str, Any]) -> tuple[str, float] | None:
     """The metric a lesson is judged by: a preferred one, else its first numeric result (sorted by name)."""
     numeric = {key: value for key, value in metrics.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in NOT_RESULTS}
+               if isinstance(value, (int, float)) and not isinstance(value, bool)
+               and key not in NOT_RESULTS and not key.endswith("_seconds")}
     for key in HEADLINE_METRICS:
         if key in numeric:
             return key, float(numeric[key])

@@ -81,6 +81,8 @@ def test_headline_metric_falls_back_for_kinds_without_accuracy():
     assert headline({"test_rmse": 2.0, "test_mse": 4.0, "seed": 0}) == ("test_mse", 4.0)
     assert headline({"final_loss": 0.03, "epochs": 10, "train_seconds": 1.5}) == ("final_loss", 0.03)
     assert headline({"w": 2.0, "b": 0.1, "seed": 1}) == ("b", 0.1)
+    assert headline({"framework_seconds": 3.0, "framework_test_mse": 11.9, "pytorch_test_mse": 12.1}) == (
+        "framework_test_mse", 11.9)  # a timing is never the result
     assert headline({"device": "cpu", "epochs": 3}) is None
     assert result_id("results/mnist-cnn/eval/metrics.json") == "mnist-cnn"
     assert result_id("results/ensemble-mnist/metrics.json") == "ensemble-mnist"

@@ -92,3 +92,25 @@ def test_schedule_starts_a_local_server_serves_the_flow_and_a_triggered_run_rebu
     assert results_after == results_before, "a run with nothing changed rewrote results"
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{ui}/api/health", timeout=5)  # the local server stopped with the schedule
+
+
+@pytest.mark.parametrize("profile, stock_source, mirror, refreshed", [
+    ("embedded", "auto", False, set()),                 # arch's bundled prices never change
+    ("full", "auto", False, {"download@stock"}),        # Yahoo's prices grow every trading day
+    ("full", "auto", True, set()),                      # the mirror's file does not change by itself
+    ("embedded", "official", False, {"download@stock"}),
+])
+def test_a_scheduled_run_re_downloads_only_the_sources_that_change_by_themselves(
+        tmp_path, monkeypatch, profile, stock_source, mirror, refreshed):
+    from flows.dvc_stages import live_download_stages
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["profile"] = profile
+    params["datasets"]["stock"]["source"] = stock_source
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    if mirror:
+        monkeypatch.setenv("LESSONFLOW_DATA_MIRROR", str(tmp_path))
+    else:
+        monkeypatch.delenv("LESSONFLOW_DATA_MIRROR", raising=False)
+    stages = [*(f"download@{name}" for name in params["datasets"]), "prepare@stock", "train@stock-mlp"]
+    assert live_download_stages(tmp_path, stages) == refreshed

@@ -41,10 +41,10 @@ def run_stage(verb: str, section: str, action: Callable[..., object]) -> None:
 
 
 def exit_without_teardown() -> None:
-    """Leave at once once the stage's work is done.
+    """End the process as soon as the stage's work is done.
 
     Tearing down an interpreter that has loaded torch takes about a second, paid
-    by every one of the pipeline's ~70 stage processes. Nothing is lost by
+    by every one of the pipeline's 77 stage processes. Nothing is lost by
     skipping it: every output was written to a temporary name, closed and
     renamed, and logging and the standard streams are flushed here.
     """

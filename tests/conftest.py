@@ -98,6 +98,13 @@ def quick_built(tmp_path_factory) -> Path:
     return repo
 
 
+def snapshot(repo: Path) -> dict[str, tuple[int, bytes]]:
+    """mtime and bytes of every output and of dvc.lock: 'untouched' means both stay the same."""
+    files = [repo / "dvc.lock", *(path for top in ("data", "models", "results") for path in (repo / top).rglob("*"))]
+    return {str(path.relative_to(repo)): (path.stat().st_mtime_ns, path.read_bytes())
+            for path in files if path.is_file()}
+
+
 def clone(repo: Path, dest: Path) -> Path:
     """A copy of a built project (git history, DVC cache, outputs and their mtimes) to change freely."""
     shutil.copytree(repo, dest, symlinks=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, clone, dvc, project_env
+from conftest import ROOT, clone, dvc, project_env, snapshot
 from lessonflow.params import ParamsError, load_params, parse_params
 
 DELETE = object()
@@ -95,13 +94,6 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path):
     path.write_text("- profile: embedded\n")
     with pytest.raises(ParamsError, match="mapping"):
         load_params(path)
-
-
-def snapshot(repo: Path) -> dict[str, tuple[int, bytes]]:
-    """mtime and bytes of every output and of dvc.lock: 'untouched' means both stay the same."""
-    files = [repo / "dvc.lock", *(path for top in ("data", "models", "results") for path in (repo / top).rglob("*"))]
-    return {str(path.relative_to(repo)): (path.stat().st_mtime_ns, path.read_bytes())
-            for path in files if path.is_file()}
 
 
 def test_dvc_repro_with_bad_params_fails_before_any_work(quick_built, tmp_path):

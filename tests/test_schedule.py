@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, ROOT, clone, dvc, project_env, run
+from conftest import BIN, ROOT, clone, dvc, project_env, run, snapshot
 
 SERVE_STARTUP_S = 300
 
@@ -57,7 +57,7 @@ def wait_for_ui(serving: subprocess.Popen) -> str:
 
 def test_schedule_starts_a_local_server_serves_the_flow_and_a_triggered_run_rebuilds_nothing(built_project, tmp_path):
     repo = clone(built_project, tmp_path / "repo")
-    results_before = {path: path.stat().st_mtime_ns for path in (repo / "results").rglob("*") if path.is_file()}
+    before = snapshot(repo)
     env = serve_env(tmp_path / "prefect-home")
     serving = subprocess.Popen([str(BIN / "lessonflow"), "schedule", "--cron", "0 3 * * *", "--name", "test-nightly"],
                                cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -88,8 +88,7 @@ def test_schedule_starts_a_local_server_serves_the_flow_and_a_triggered_run_rebu
 
     status = dvc(repo, "status", env=project_env()).stdout
     assert "Data and pipelines are up to date" in status, status
-    results_after = {path: path.stat().st_mtime_ns for path in (repo / "results").rglob("*") if path.is_file()}
-    assert results_after == results_before, "a run with nothing changed rewrote results"
+    assert snapshot(repo) == before, "a run with nothing changed rewrote outputs or dvc.lock"
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{ui}/api/health", timeout=5)  # the local server stopped with the schedule
 

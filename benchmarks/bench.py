@@ -3,17 +3,23 @@
 Sections (each writes ``benchmarks/results/<section>.json`` and prints a table; the
 Markdown tables also go to ``benchmarks/results/tables.md`` for BENCHMARKS.md):
 
-1. ``epoch``: seconds per epoch of every MNIST lesson, lessonflow's ``train_classifier`` and
-   the tutorial's loop (``benchmarks/tutorial.py``) in the same run, same model, same
-   hyper-parameters, both on all 60 000 training images with the 10 000 test images as
-   their evaluation set; split into data handling, compute and evaluation.
+1. ``epoch``: seconds per epoch of every MNIST classifier lesson, lessonflow's
+   ``train_classifier`` and the tutorial's loop (``benchmarks/tutorial.py``) in the same run,
+   same model, same hyper-parameters, both drawing from all 60 000 training images with the
+   10 000 test images as their evaluation set; split into data handling, compute and
+   evaluation. Each run times the first ``steps`` steps of an epoch (a few hundred: every
+   step costs the same, and a whole epoch of the convolutional and recurrent lessons would
+   take minutes) and scales them to a whole epoch; the test passes are counted as the
+   tutorial makes them per epoch (see ``per_epoch``).
 2. ``fast``: time to the tutorial's accuracy with each lesson's ``recipe: fast``
    (the pipeline's own data: 54 000 training images, test accuracy on the 10 000).
 3. ``reproduction``: the whole ``mnist-ann`` reproduction (100 epochs) with lessonflow, for
    real; the tutorial loop's 100 epochs are *extrapolated* from section 1's epochs.
 4. ``pipeline``: ``dvc repro`` of the default profile in a temporary copy of the project
-   (wall time, and the share outside training), then ``dvc repro`` with nothing to do.
-5. ``memory``: peak RSS of training each MNIST lesson on full MNIST (one epoch, in a child process).
+   (wall time, and the share outside training), then ``dvc repro`` with nothing to do, then one
+   stage forced, run in the warm server (``lessonflow/warm.py``) and in a process of its own.
+5. ``memory``: peak RSS of training each MNIST lesson on full MNIST (``MEMORY_STEPS`` steps and one
+   evaluation pass, in a child process: the whole data set is loaded, so an epoch's peak is reached).
 
 Data: the offline mirror (``LESSONFLOW_DATA_MIRROR``, default ``../shared/data``), prepared
 by lessonflow's own download/prepare functions into a temporary folder.
@@ -48,10 +54,15 @@ from lessonflow.training import epoch_batches, make_deterministic, score, to_inp
 from lessonflow.zoo import build_model  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-MNIST_LESSONS = ["mnist-logreg", "mnist-ann", "mnist-mlp", "mnist-cnn", "mnist-cnn-book"]
-# (epochs per run, runs) for section 1: the cheap lessons get more runs, the convolutional ones fewer
-EPOCH_PLAN = {"mnist-logreg": (1, 3), "mnist-ann": (1, 3), "mnist-mlp": (1, 3), "mnist-cnn": (1, 2),
-              "mnist-cnn-book": (1, 1)}
+# (steps timed per run, runs) for section 1: the fully connected lessons, where the tutorial's
+# data handling dominates, get more of both; the compute-bound ones fewer
+EPOCH_PLAN = {"mnist-logreg": (150, 3), "mnist-ann": (150, 3), "mnist-mlp": (150, 3), "mnist-cnn": (80, 2),
+              "mnist-cnn-book": (100, 2), "mnist-inception": (40, 2), "mnist-resnet": (80, 2),
+              "mnist-lstm": (50, 2), "mnist-bilstm": (30, 2)}
+MEMORY_STEPS = 20  # section 5: the peak comes with the data, the model and the evaluation batch, not with steps
+MNIST_LESSONS = list(EPOCH_PLAN)
+TRAIN_IMAGES = 60_000
+STAGE, STAGE_RUNS = "evaluate@mnist-logreg", 2  # section 4: one stage's cost, warm server against its own process
 FAST_GOALS = {"mnist-logreg": (0.92, 3.0), "mnist-ann": (0.978, 5.0), "mnist-cnn": (0.99, 60.0)}
 CPU = torch.device("cpu")
 
@@ -108,41 +119,86 @@ def data_seconds(data: dict, cfg) -> float:
     return time.perf_counter() - started
 
 
+def per_epoch(lesson, cadence: tuple[str, int], measured: dict[str, float], steps: int, passes: int,
+              steps_per_epoch: int) -> dict[str, float]:
+    """Scale a timed stretch of ``steps`` training steps to one epoch of the lesson.
+
+    Data handling and compute grow with the steps. Test passes count as many as the loop makes
+    in an epoch: one per ``every`` steps (``steps``/``tensor`` cadence), one per epoch
+    (``epoch``, and lessonflow's validation), or one per training run shared by its epochs (``end``).
+    """
+    scale = steps_per_epoch / steps
+    where, every = cadence
+    if where in ("steps", "tensor") and steps < every:
+        raise ValueError(f"{steps} steps hold none of the test passes made every {every} steps: time at least {every}")
+    per_pass = measured["evaluation"] / passes if passes else 0.0
+    evaluation = {"steps": per_pass * (steps_per_epoch // every) if every else 0.0,
+                  "tensor": per_pass * (steps_per_epoch // every) if every else 0.0,
+                  "epoch": per_pass, "end": per_pass / lesson.epochs}[where]
+    result = {"data": measured["data"] * scale, "compute": measured["compute"] * scale, "evaluation": evaluation}
+    result["total"] = sum(result.values())
+    return result
+
+
+def warm_up(lesson, cfg, x: torch.Tensor, y: torch.Tensor) -> None:
+    """A few steps and test-sized forward passes of a throw-away model before any timing.
+
+    The first calls of a shape build kernels and caches that every later model of that shape
+    reuses; a stretch of a few dozen steps scaled to an epoch would count that one-off cost
+    many times over, against whichever loop happened to run first.
+    """
+    model = fresh_model(lesson, seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    for batch in (x[:cfg.batch_size], x[cfg.batch_size:2 * cfg.batch_size], x[2 * cfg.batch_size:3 * cfg.batch_size]):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(to_inputs(batch, cfg.normalize)), y[:len(batch)]).backward()
+        optimizer.step()
+    score(model, x[:10_000], y[:10_000], cfg.normalize, CPU)
+    with torch.no_grad():
+        model(to_inputs(x[:cfg.batch_size], cfg.normalize))
+
+
 def section_epoch(prepared: dict, lessons: dict, work: Path, tv_root: Path, repeats: int | None,
                   chosen: list[str]) -> dict:
-    # both loops see the same images: all 60 000 for training, the test set as the evaluation set
-    data = {"x_train": torch.cat([prepared["x_train"], prepared["x_val"]]),
-            "y_train": torch.cat([prepared["y_train"], prepared["y_val"]]),
-            "x_val": prepared["x_test"], "y_val": prepared["y_test"]}
+    # both loops draw from the same images: all 60 000 for training, the test set as the evaluation set
+    x_all = torch.cat([prepared["x_train"], prepared["x_val"]])
+    y_all = torch.cat([prepared["y_train"], prepared["y_val"]])
     table = {}
     for lesson_id in chosen:
         lesson = lessons[lesson_id]
-        epochs, runs = EPOCH_PLAN[lesson_id]
+        steps, runs = EPOCH_PLAN[lesson_id]
         runs = repeats or runs
         cfg = train_config(lesson)
-        cfg = type(cfg)(**{**cfg.__dict__, "epochs": epochs})
+        cfg = type(cfg)(**{**cfg.__dict__, "epochs": 1})
+        steps_per_epoch = -(-TRAIN_IMAGES // cfg.batch_size)
         ours = {"data": [], "compute": [], "evaluation": [], "total": []}
         theirs = {"data": [], "compute": [], "evaluation": [], "total": []}
         accuracy = {"lessonflow": [], "tutorial": []}
-        for _ in range(runs):
+        warm_up(lesson, cfg, x_all, y_all)
+        for run in range(runs):
+            # lessonflow's epoch over `steps` batches drawn from all 60 000 images; its once-per-epoch
+            # validation is timed apart, as a pass over the 10 000 test images (inside the timed
+            # epoch it sees one batch, so the derived compute time does not carry its noise × scale)
+            rows = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(run))[:steps * cfg.batch_size]
+            data = {"x_train": x_all[rows], "y_train": y_all[rows], "x_val": prepared["x_test"][:cfg.batch_size],
+                    "y_val": prepared["y_test"][:cfg.batch_size]}
             model, history = run_lessonflow(lesson, data, cfg, work)
             eval_started = time.perf_counter()
-            _, acc = score(model, data["x_val"], data["y_val"], cfg.normalize, CPU)
+            _, acc = score(model, prepared["x_test"], prepared["y_test"], cfg.normalize, CPU)
             evaluation = time.perf_counter() - eval_started
             handling = data_seconds(data, cfg)
-            for record in history.epochs:
-                ours["total"].append(record["seconds"])
-                ours["data"].append(handling)
-                ours["evaluation"].append(evaluation)
-                ours["compute"].append(record["seconds"] - handling - evaluation)
+            seconds = history.epochs[0]["seconds"]
+            measured = {"data": handling, "compute": seconds - handling, "evaluation": evaluation}
+            for key, value in per_epoch(lesson, ("epoch", 0), measured, steps, 1, steps_per_epoch).items():
+                ours[key].append(value)
             accuracy["lessonflow"].append(acc)
-            splits, acc = tutorial.train(lesson_id, fresh_model(lesson), cfg, tv_root, epochs)
-            for split in splits:
-                for key in ("data", "compute", "evaluation"):
-                    theirs[key].append(getattr(split, key))
-                theirs["total"].append(split.total)
+            split, acc = tutorial.train(lesson_id, fresh_model(lesson), cfg, tv_root, steps)
+            measured = {"data": split.data, "compute": split.compute, "evaluation": split.evaluation}
+            for key, value in per_epoch(lesson, tutorial.EVAL_CADENCE[lesson_id], measured, split.steps,
+                                        split.passes, steps_per_epoch).items():
+                theirs[key].append(value)
             accuracy["tutorial"].append(acc)
-        row = {"epochs_per_run": epochs, "runs": runs,
+        row = {"steps_per_run": steps, "steps_per_epoch": steps_per_epoch, "runs": runs,
                "lessonflow": {k: summary(v) for k, v in ours.items()},
                "tutorial": {k: summary(v) for k, v in theirs.items()},
                "accuracy": {k: summary(v) for k, v in accuracy.items()}}
@@ -191,9 +247,10 @@ def section_reproduction(prepared: dict, lessons: dict, work: Path, epoch_table:
     result = {"epochs": epochs, "lessonflow": {"train_seconds": round(history.train_seconds, 2),
                                                "wall_seconds": round(wall, 2), "test_accuracy": round(accuracy, 4)}}
     if epoch_table and "mnist-ann" in epoch_table:
-        per_epoch = epoch_table["mnist-ann"]["tutorial"]["total"]["median"]
-        result["tutorial_extrapolated"] = {"seconds_per_epoch_measured": per_epoch,
-                                           "epochs_measured": len(epoch_table["mnist-ann"]["tutorial"]["total"]["runs"]),
+        row = epoch_table["mnist-ann"]
+        per_epoch = row["tutorial"]["total"]["median"]
+        result["tutorial_extrapolated"] = {"seconds_per_epoch": per_epoch, "runs": row["runs"],
+                                           "steps_per_run": row["steps_per_run"],
                                            "seconds_for_100_epochs": round(per_epoch * 100, 1)}
         result["speedup_extrapolated"] = round(per_epoch * 100 / (wall * 100 / epochs), 2)
     print(f"mnist-ann reproduction: {epochs} epochs in {wall:.1f} s, test {accuracy:.4f}", flush=True)
@@ -201,10 +258,13 @@ def section_reproduction(prepared: dict, lessons: dict, work: Path, epoch_table:
 
 
 def section_pipeline(noop_runs: int) -> dict:
-    from conftest import copy_project, dvc
+    from conftest import copy_project, dvc, project_env
+
+    from lessonflow import warm
 
     with tempfile.TemporaryDirectory(prefix="lessonflow-bench-") as tmp:
         repo = copy_project(Path(tmp))
+        warm.stop()  # the build pays for starting the warm server, as a user's first `make run` does
         started = time.perf_counter()
         dvc(repo, "repro")
         wall = time.perf_counter() - started
@@ -218,12 +278,22 @@ def section_pipeline(noop_runs: int) -> dict:
             started = time.perf_counter()
             dvc(repo, "repro")
             noop.append(time.perf_counter() - started)
+        # one stage forced, in the warm server against a process of its own (LESSONFLOW_WARM=off), alternating
+        one_stage = {"warm": [], "own process": []}
+        for _ in range(STAGE_RUNS):
+            for label, switch in (("warm", "on"), ("own process", "off")):
+                started = time.perf_counter()
+                dvc(repo, "repro", "--force", "--single-item", STAGE, env=project_env(LESSONFLOW_WARM=switch))
+                one_stage[label].append(time.perf_counter() - started)
     inside = sum(trained.values())
     result = {"default_profile_repro_wall_seconds": round(wall, 1), "sum_train_seconds": round(inside, 1),
               "share_outside_training": round(1 - inside / wall, 3), "lessons_with_train_seconds": len(trained),
-              "noop_repro_seconds": summary(noop)}
+              "noop_repro_seconds": summary(noop), "one_stage": STAGE,
+              "one_stage_seconds": {label: summary(values) for label, values in one_stage.items()}}
     print(f"dvc repro (default profile): {wall:.1f} s, of which training {inside:.1f} s; "
-          f"no-op repro median {result['noop_repro_seconds']['median']} s", flush=True)
+          f"no-op repro median {result['noop_repro_seconds']['median']} s; {STAGE}: "
+          + ", ".join(f"{label} {values['median']} s" for label, values in result["one_stage_seconds"].items()),
+          flush=True)
     return result
 
 
@@ -238,34 +308,47 @@ lesson = load_params({params!r}).lessons[{lesson!r}]
 data = load_prepared(Path({prepared!r}))
 cfg = train_config(lesson)
 cfg = type(cfg)(**{{**cfg.__dict__, "epochs": 1}})
+data = {{**data, "x_train": data["x_train"][:{steps} * cfg.batch_size], "y_train": data["y_train"][:{steps} * cfg.batch_size]}}
 run_lessonflow(lesson, data, cfg, Path({work!r}))
 print(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
 """
 
 
 def section_memory(work: Path, chosen: list[str]) -> dict:
-    table = {}
-    for lesson_id in chosen:
+    """Two children at a time, one torch thread each: a peak of memory does not depend on the speed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def peak(lesson_id: str) -> float:
+        folder = work / f"memory-{lesson_id}"
+        folder.mkdir(exist_ok=True)
         code = MEMORY_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), params=str(ROOT / "params.yaml"),
-                                   lesson=lesson_id, prepared=str(work / "mnist.pt"), work=str(work))
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        peak_mib = int(out.strip().splitlines()[-1]) / 1024
+                                   lesson=lesson_id, prepared=str(work / "mnist.pt"), work=str(folder),
+                                   steps=MEMORY_STEPS)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "LESSONFLOW_THREADS": "1"}).stdout
+        return int(out.strip().splitlines()[-1]) / 1024
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        peaks = dict(zip(chosen, pool.map(peak, chosen)))
+    table = {}
+    for lesson_id, peak_mib in peaks.items():
         table[lesson_id] = {"peak_rss_mib": round(peak_mib, 1), "under_2_gb": peak_mib < 2048}
-        print(f"{lesson_id}: peak RSS {peak_mib:.0f} MiB (one epoch on full MNIST)", flush=True)
-        write("memory", {"lessons": table}, {"memory": table})
+        print(f"{lesson_id}: peak RSS {peak_mib:.0f} MiB (training and evaluating on full MNIST)", flush=True)
     return table
 
 
 def markdown(results: dict) -> str:
     lines = []
     if "epoch" in results:
-        lines += ["### Seconds per epoch on real MNIST (60 000 training images; evaluation on the 10 000 test images)",
-                  "", "| lesson | runs | loop | data | compute | evaluation | total (median) | spread | test acc. | tutorial ÷ lessonflow |",
+        lines += ["### Seconds per epoch on real MNIST (drawn from 60 000 training images; evaluation on the 10 000 test images)",
+                  "", "Each run times the first *steps* of an epoch and scales them to the whole epoch "
+                  "(`per_epoch` in `benchmarks/bench.py`); accuracy is after those steps.", "",
+                  "| lesson | runs × steps (of an epoch) | loop | data | compute | evaluation | total (median) | spread | test acc. | tutorial ÷ lessonflow |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for lesson_id, row in results["epoch"].items():
             for loop in ("tutorial", "lessonflow"):
                 t = row[loop]
-                lines.append(f"| {lesson_id} | {row['runs']}×{row['epochs_per_run']} ep | {loop} | {t['data']['median']} | "
+                lines.append(f"| {lesson_id} | {row['runs']} × {row['steps_per_run']} (of {row['steps_per_epoch']}) | {loop} | {t['data']['median']} | "
                              f"{t['compute']['median']} | {t['evaluation']['median']} | {t['total']['median']} | "
                              f"{t['total']['spread']} | {row['accuracy'][loop]['median']:.4f} | "
                              f"{row['speedup'] if loop == 'lessonflow' else ''} |")
@@ -291,7 +374,8 @@ def markdown(results: dict) -> str:
                   f"{r['lessonflow']['test_accuracy']} |"]
         if "tutorial_extrapolated" in r:
             t = r["tutorial_extrapolated"]
-            lines.append(f"| tutorial (EXTRAPOLATED from {t['epochs_measured']} measured epochs × 100) | 100 | "
+            lines.append(f"| tutorial (EXTRAPOLATED: section 1's {t['runs']} runs of {t['steps_per_run']} steps, "
+                         f"{t['seconds_per_epoch']} s per epoch, × 100) | 100 | "
                          f"{t['seconds_for_100_epochs']} | — |")
             lines.append(f"\nSpeed-up (extrapolated tutorial ÷ lessonflow, per 100 epochs): ×{r['speedup_extrapolated']}")
         lines.append("")
@@ -303,9 +387,12 @@ def markdown(results: dict) -> str:
                   f"| sum of `train_seconds` ({p['lessons_with_train_seconds']} lessons) | {p['sum_train_seconds']} s |",
                   f"| share of the wall time outside training | {p['share_outside_training'] * 100:.1f} % |",
                   f"| `dvc repro` with nothing to do (median, spread of {len(p['noop_repro_seconds']['runs'])}) | "
-                  f"{p['noop_repro_seconds']['median']} s ({p['noop_repro_seconds']['spread']}) |", ""]
+                  f"{p['noop_repro_seconds']['median']} s ({p['noop_repro_seconds']['spread']}) |"]
+        lines += [f"| `dvc repro --force --single-item {p['one_stage']}`, {label} (median, spread of {len(v['runs'])}) | "
+                  f"{v['median']} s ({v['spread']}) |" for label, v in p.get("one_stage_seconds", {}).items()]
+        lines.append("")
     if "memory" in results:
-        lines += ["### Peak memory of training on full MNIST (one epoch, child process, VmHWM)", "",
+        lines += [f"### Peak memory of training on full MNIST ({MEMORY_STEPS} steps + one evaluation pass, child process, VmHWM)", "",
                   "| lesson | peak RSS (MiB) | < 2 GB |", "|---|---|---|"]
         lines += [f"| {k} | {v['peak_rss_mib']} | {'yes' if v['under_2_gb'] else 'no'} |" for k, v in results["memory"].items()]
         lines.append("")
@@ -319,7 +406,7 @@ def main() -> None:
     parser.add_argument("--lessons", nargs="+", choices=MNIST_LESSONS, default=MNIST_LESSONS)
     parser.add_argument("--repeats", type=int, help="runs per lesson in sections 1 and 2 (default: per lesson)")
     parser.add_argument("--reproduction-epochs", type=int, default=100)
-    parser.add_argument("--noop-runs", type=int, default=5)
+    parser.add_argument("--noop-runs", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("LESSONFLOW_DATA_MIRROR", str(ROOT.parent / "shared" / "data"))
     lessons = load_params(ROOT / "params.yaml").lessons

@@ -34,17 +34,27 @@ def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, classes: lis
 
 
 def image_grid(images: np.ndarray, captions: list[str], title: str, columns: int = 8):
-    """A grid of (N, C, H, W) uint8 images with one caption each, e.g. the misclassified test digits."""
-    rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.5 * rows + 0.4), dpi=100, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, caption in zip(axes.flat, images, captions):
-        picture = image.transpose(1, 2, 0)
-        ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray")
-        ax.set_title(caption, fontsize=8)
+    """A grid of (N, C, H, W) uint8 images with one caption each, e.g. the misclassified test digits.
+
+    Tiled into one picture on a single axes: a subplot per image (and the layout pass over
+    them) cost every evaluate stage about 1.5 s for 32 images.
+    """
+    count, channels, height, width = images.shape
+    rows = max(1, -(-count // columns))
+    gap, caption_room = max(2, width // 7), max(8, height // 2)
+    cell_h, cell_w = height + caption_room + gap, width + gap
+    sheet = np.full((rows * cell_h, columns * cell_w, channels), 255, dtype=np.uint8)
+    figure = plt.figure(figsize=(1.3 * columns, 1.5 * rows + 0.4), dpi=100)
+    axes = figure.add_axes((0, 0, 1, 1 - 0.4 / figure.get_figheight()))
+    for index, (image, caption) in enumerate(zip(images, captions)):
+        row, column = divmod(index, columns)
+        top, left = row * cell_h + caption_room, column * cell_w + gap // 2
+        sheet[top:top + height, left:left + width] = image.transpose(1, 2, 0)
+        axes.text(left + width / 2, top - 1, caption, ha="center", va="bottom", fontsize=8)
+    axes.imshow(sheet.squeeze(-1) if channels == 1 else sheet, cmap="gray", vmin=0, vmax=255,
+                interpolation="nearest")
+    axes.axis("off")
     figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 

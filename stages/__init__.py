@@ -3,20 +3,31 @@
 Each stage validates the whole ``params.yaml`` first, then calls one library
 function. Errors a user can fix (bad params, missing or corrupt data) are printed
 as one readable message with exit status 1 instead of a traceback.
+
+``python -m stages.<verb>`` imports this package before the stage module, so its first
+lines hand the run to the warm server (``lessonflow/warm.py``), which has torch and the
+plotting libraries imported already, before anything below imports them; they come back
+here only when the stage is to run in this process after all.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import sys
-from collections.abc import Callable
 
-from lessonflow.datasets.fetch import ChecksumError, DownloadError
-from lessonflow.params import ParamsError, load_params
-from lessonflow.paths import Layout
-from lessonflow.training import DivergedError
+from lessonflow import warm
+
+if sys.argv[:1] == ["-m"]:  # this package is being located by `python -m stages.<verb>`
+    warm.hand_off()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from lessonflow.datasets.fetch import ChecksumError, DownloadError  # noqa: E402
+from lessonflow.params import ParamsError, load_params  # noqa: E402
+from lessonflow.paths import Layout  # noqa: E402
+from lessonflow.training import DivergedError  # noqa: E402
 
 USER_ERRORS = (ParamsError, ChecksumError, DownloadError, DivergedError, FileNotFoundError, RuntimeError, ValueError)
 

@@ -119,3 +119,12 @@ def mirror() -> Path:
         if (Path(candidate) / "mnist").is_dir():
             return Path(candidate).resolve()
     pytest.skip("no data mirror: set LESSONFLOW_DATA_MIRROR (CI provides ../shared/data)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_warm_server_left_behind():
+    """Every stage the tests start runs in the warm server (lessonflow/warm.py); it goes when the suite does."""
+    yield
+    from lessonflow import warm
+
+    warm.stop()

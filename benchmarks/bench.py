@@ -7,9 +7,9 @@ Markdown tables also go to ``benchmarks/results/tables.md`` for BENCHMARKS.md):
    ``train_classifier`` and the tutorial's loop (``benchmarks/tutorial.py``) in the same run,
    same model, same hyper-parameters, both drawing from all 60 000 training images with the
    10 000 test images as their evaluation set; split into data handling, compute and
-   evaluation. Each run times the first ``steps`` steps of an epoch (a few hundred: every
-   step costs the same, and a whole epoch of the convolutional and recurrent lessons would
-   take minutes) and scales them to a whole epoch; the test passes are counted as the
+   evaluation. Each run times the first ``steps`` steps of an epoch (30–150: every step
+   costs the same, and a whole epoch of the convolutional and recurrent lessons would take
+   minutes) and scales them to a whole epoch; the test passes are counted as the
    tutorial makes them per epoch (see ``per_epoch``).
 2. ``fast``: time to the tutorial's accuracy with each lesson's ``recipe: fast``
    (the pipeline's own data: 54 000 training images, test accuracy on the 10 000).
@@ -132,9 +132,8 @@ def per_epoch(lesson, cadence: tuple[str, int], measured: dict[str, float], step
     if where in ("steps", "tensor") and steps < every:
         raise ValueError(f"{steps} steps hold none of the test passes made every {every} steps: time at least {every}")
     per_pass = measured["evaluation"] / passes if passes else 0.0
-    evaluation = {"steps": per_pass * (steps_per_epoch // every) if every else 0.0,
-                  "tensor": per_pass * (steps_per_epoch // every) if every else 0.0,
-                  "epoch": per_pass, "end": per_pass / lesson.epochs}[where]
+    passes_per_epoch = steps_per_epoch // every if where in ("steps", "tensor") else 1 / lesson.epochs if where == "end" else 1
+    evaluation = per_pass * passes_per_epoch
     result = {"data": measured["data"] * scale, "compute": measured["compute"] * scale, "evaluation": evaluation}
     result["total"] = sum(result.values())
     return result

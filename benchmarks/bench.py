@@ -7,7 +7,7 @@ Markdown tables also go to ``benchmarks/results/tables.md`` for BENCHMARKS.md):
    ``train_classifier`` and the tutorial's loop (``benchmarks/tutorial.py``) in the same run,
    same model, same hyper-parameters, both drawing from all 60 000 training images with the
    10 000 test images as their evaluation set; split into data handling, compute and
-   evaluation. Each run times the first ``steps`` steps of an epoch (30–150: every step
+   evaluation. Each run times the first ``steps`` steps of an epoch (16–100: every step
    costs the same, and a whole epoch of the convolutional and recurrent lessons would take
    minutes) and scales them to a whole epoch; the test passes are counted as the
    tutorial makes them per epoch (see ``per_epoch``).
@@ -19,7 +19,8 @@ Markdown tables also go to ``benchmarks/results/tables.md`` for BENCHMARKS.md):
    (wall time, and the share outside training), then ``dvc repro`` with nothing to do, then one
    stage forced, run in the warm server (``lessonflow/warm.py``) and in a process of its own.
 5. ``memory``: peak RSS of training each MNIST lesson on full MNIST (``MEMORY_STEPS`` steps and one
-   evaluation pass, in a child process: the whole data set is loaded, so an epoch's peak is reached).
+   evaluation pass, in a child process, ``isolated``: the whole data set is loaded, so an epoch's peak
+   is reached).
 
 Data: the offline mirror (``LESSONFLOW_DATA_MIRROR``, default ``../shared/data``), prepared
 by lessonflow's own download/prepare functions into a temporary folder.
@@ -55,11 +56,11 @@ from lessonflow.zoo import build_model  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 # (steps timed per run, runs) for section 1: the fully connected lessons, where the tutorial's
-# data handling dominates, get more of both; the compute-bound ones fewer
-EPOCH_PLAN = {"mnist-logreg": (150, 3), "mnist-ann": (150, 3), "mnist-mlp": (150, 3), "mnist-cnn": (80, 2),
-              "mnist-cnn-book": (100, 2), "mnist-inception": (40, 2), "mnist-resnet": (80, 2),
-              "mnist-lstm": (50, 2), "mnist-bilstm": (30, 2)}
-MEMORY_STEPS = 20  # section 5: the peak comes with the data, the model and the evaluation batch, not with steps
+# data handling dominates, get more steps; the compute-bound ones fewer
+EPOCH_PLAN = {"mnist-logreg": (100, 2), "mnist-ann": (100, 2), "mnist-mlp": (100, 2), "mnist-cnn": (50, 2),
+              "mnist-cnn-book": (100, 2), "mnist-inception": (24, 2), "mnist-resnet": (50, 2),
+              "mnist-lstm": (30, 2), "mnist-bilstm": (16, 2)}
+MEMORY_STEPS = 10  # section 5: the peak comes with the data, the model and the evaluation batch, not with steps
 MNIST_LESSONS = list(EPOCH_PLAN)
 TRAIN_IMAGES = 60_000
 STAGE, STAGE_RUNS = "evaluate@mnist-logreg", 2  # section 4: one stage's cost, warm server against its own process
@@ -108,6 +109,17 @@ def run_lessonflow(lesson, data: dict, cfg, work: Path):
     history = train_classifier(model, data, cfg, device=CPU, checkpoint=checkpoint, fingerprint="bench",
                                label="bench", progress=False)
     return model, history
+
+
+def isolated(function: str, env: dict[str, str] | None = None, **kwargs):
+    """``function(**kwargs)`` of this module, run in a fresh interpreter; its result comes back as JSON.
+
+    Section 5 needs it: a process's memory high-water mark is its own, so each lesson's peak is
+    measured in a process that has done nothing else.
+    """
+    out = subprocess.run([sys.executable, __file__, "--child", function, json.dumps(kwargs)], capture_output=True,
+                         text=True, check=True, env={**os.environ, **(env or {})}).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def data_seconds(data: dict, cfg) -> float:
@@ -296,21 +308,19 @@ def section_pipeline(noop_runs: int) -> dict:
     return result
 
 
-# The child's own high-water mark (VmHWM, KiB). Not ru_maxrss: Linux keeps that across exec, so
-# a child started by this (large) benchmark process would report the parent's peak.
-MEMORY_CHILD = """
-import re, sys, torch
-from pathlib import Path
-sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
-from bench import CPU, load_prepared, load_params, run_lessonflow, train_config
-lesson = load_params({params!r}).lessons[{lesson!r}]
-data = load_prepared(Path({prepared!r}))
-cfg = train_config(lesson)
-cfg = type(cfg)(**{{**cfg.__dict__, "epochs": 1}})
-data = {{**data, "x_train": data["x_train"][:{steps} * cfg.batch_size], "y_train": data["y_train"][:{steps} * cfg.batch_size]}}
-run_lessonflow(lesson, data, cfg, Path({work!r}))
-print(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
-"""
+def peak_memory(lesson_id: str, prepared: str, work: str) -> float:
+    """Section 5's measurement (in a child, see ``isolated``): MEMORY_STEPS steps and one evaluation pass, then
+    the process's own high-water mark in MiB (VmHWM; not ru_maxrss, which Linux keeps across exec, so a
+    child of this large benchmark process would report the parent's peak)."""
+    import re
+
+    lesson = load_params(ROOT / "params.yaml").lessons[lesson_id]
+    data, cfg = load_prepared(Path(prepared)), train_config(lesson)
+    cfg = type(cfg)(**{**cfg.__dict__, "epochs": 1})
+    rows = MEMORY_STEPS * cfg.batch_size
+    run_lessonflow(lesson, {**data, "x_train": data["x_train"][:rows], "y_train": data["y_train"][:rows]}, cfg,
+                   Path(work))
+    return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
 
 
 def section_memory(work: Path, chosen: list[str]) -> dict:
@@ -320,12 +330,8 @@ def section_memory(work: Path, chosen: list[str]) -> dict:
     def peak(lesson_id: str) -> float:
         folder = work / f"memory-{lesson_id}"
         folder.mkdir(exist_ok=True)
-        code = MEMORY_CHILD.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), params=str(ROOT / "params.yaml"),
-                                   lesson=lesson_id, prepared=str(work / "mnist.pt"), work=str(folder),
-                                   steps=MEMORY_STEPS)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={**os.environ, "LESSONFLOW_THREADS": "1"}).stdout
-        return int(out.strip().splitlines()[-1]) / 1024
+        return isolated("peak_memory", env={"LESSONFLOW_THREADS": "1"}, lesson_id=lesson_id,
+                        prepared=str(work / "mnist.pt"), work=str(folder))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         peaks = dict(zip(chosen, pool.map(peak, chosen)))
@@ -405,8 +411,13 @@ def main() -> None:
     parser.add_argument("--lessons", nargs="+", choices=MNIST_LESSONS, default=MNIST_LESSONS)
     parser.add_argument("--repeats", type=int, help="runs per lesson in sections 1 and 2 (default: per lesson)")
     parser.add_argument("--reproduction-epochs", type=int, default=100)
-    parser.add_argument("--noop-runs", type=int, default=3)
+    parser.add_argument("--noop-runs", type=int, default=2)
+    parser.add_argument("--child", nargs=2, metavar=("FUNCTION", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:  # see `isolated`
+        function, kwargs = args.child
+        print(json.dumps(globals()[function](**json.loads(kwargs))))
+        return
     os.environ.setdefault("LESSONFLOW_DATA_MIRROR", str(ROOT.parent / "shared" / "data"))
     lessons = load_params(ROOT / "params.yaml").lessons
     print(json.dumps(machine()), flush=True)

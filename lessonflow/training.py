@@ -31,7 +31,7 @@ from lessonflow import accel as fast
 from lessonflow.atomic import atomic_path
 from lessonflow.params import Strict
 
-EVAL_BATCH = 4096
+GPU_EVAL_BATCH, CPU_EVAL_BATCH = 4096, 512
 THREADS_ENV = "LESSONFLOW_THREADS"
 
 
@@ -188,10 +188,18 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[to
     yield from order.split(batch_size)
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Rows per forward pass when only predicting: large batches keep a GPU busy, but on a CPU a
+    512-row chunk runs 1.3-2x faster than 4096 rows for the convolutional and recurrent lessons
+    (its activations stay in cache; measured over 10 000 MNIST images, BENCHMARKS.md)."""
+    return CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, normalize, device: torch.device) -> torch.Tensor:
     model.eval()
-    outputs = [model(to_inputs(chunk.to(device), normalize)).float().cpu() for chunk in x.split(EVAL_BATCH)]
+    chunks = x.split(eval_batch_size(device))
+    outputs = [model(to_inputs(chunk.to(device), normalize)).float().cpu() for chunk in chunks]
     return torch.cat(outputs)
 
 

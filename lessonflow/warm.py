@@ -41,8 +41,12 @@ import traceback
 from pathlib import Path
 
 SWITCH_ENV = "LESSONFLOW_WARM"
+# Every stage that logs opens DVCLive, which opens the DVC repository: dvc.repo and its git
+# backends (scmrepo, dulwich) cost about half a second per stage when a child imports them itself.
 PRELOAD = ("numpy", "torch", "torch.optim", "torch._dynamo", "matplotlib.pyplot", "pandas", "dvclive",
-           "pydantic", "yaml", "tqdm", "PIL.Image", "sklearn.datasets", "threadpoolctl")
+           "dvc.repo", "dvc.scm", "scmrepo.git", "dulwich.repo", "dulwich.porcelain", "pydantic", "yaml",
+           "tqdm", "PIL.Image", "PIL.JpegImagePlugin", "sklearn.datasets", "sklearn.linear_model",
+           "threadpoolctl")
 # Read by the BLAS and OpenMP runtimes once, when they load: the server loads them without these,
 # and each stage applies its caller's values itself (``_cap_threads``).
 THREAD_ENVS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

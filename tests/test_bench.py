@@ -1,4 +1,5 @@
-"""`make bench` scales a timed stretch of steps to an epoch: the arithmetic its per-epoch table rests on."""
+"""`make bench` scales a timed stretch of steps to an epoch (the arithmetic its per-epoch table rests on) and
+times its trainings in fresh interpreters."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench import EPOCH_PLAN, per_epoch  # noqa: E402
+from bench import EPOCH_PLAN, isolated, per_epoch  # noqa: E402
 from tutorial import EVAL_CADENCE  # noqa: E402
 
 LESSON = SimpleNamespace(epochs=25)
@@ -40,3 +41,12 @@ def test_every_benchmarked_lesson_times_enough_steps_for_its_tutorials_test_pass
         where, every = EVAL_CADENCE[lesson_id]
         assert runs >= 2, f"{lesson_id}: a median and a spread need two runs"
         assert where not in ("steps", "tensor") or steps >= every, lesson_id
+
+
+def test_a_timed_training_runs_in_a_fresh_interpreter_with_the_given_environment():
+    """Sections 2, 3 and 5 run in children: the result must come back whole, and the child must see its env."""
+    import os
+
+    assert isolated("summary", values=[1.0, 3.0, 2.0]) == {"runs": [1.0, 3.0, 2.0], "median": 2.0, "spread": 2.0}
+    child = isolated("machine", env={"OMP_NUM_THREADS": "1"})
+    assert child["torch_threads"] == 1 and child["cores"] == os.cpu_count()

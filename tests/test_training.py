@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lessonflow.training import DivergedError, TrainConfig, make_deterministic, pick_device, train_classifier
+from lessonflow.training import (
+    DivergedError, TrainConfig, eval_batch_size, make_deterministic, pick_device, predict_logits, train_classifier,
+)
 from lessonflow.zoo import build_model
 
 
@@ -71,3 +73,17 @@ def test_device_auto_falls_back_to_cpu_and_an_impossible_request_is_an_error():
         assert pick_device("auto").type in ("cpu", "mps")
         with pytest.raises(RuntimeError, match="'cuda' was requested but is not available"):
             pick_device("cuda")
+
+
+def test_predictions_do_not_depend_on_the_evaluation_chunking(digits, tmp_path):
+    """CPU evaluation runs in 512-row chunks, a GPU's in 4096: the predictions must be those of one pass."""
+    model, _ = train(digits, tmp_path, epochs=1)
+    x = torch.cat([digits["x_train"]] * 2)  # 1 200 rows: three CPU chunks, the last one partial
+    cpu = torch.device("cpu")
+    assert (eval_batch_size(cpu), eval_batch_size(torch.device("cuda"))) == (512, 4096)
+    chunked = predict_logits(model, x, None, cpu)
+    with torch.no_grad():
+        whole = model(x.float() / 255)
+    assert chunked.shape == (1200, 10)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+    assert torch.equal(chunked.argmax(1), whole.argmax(1))

@@ -21,7 +21,7 @@ from lessonflow.lessons import LessonKind, LessonRun
 from lessonflow.params import TrainedLesson
 from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
 from lessonflow.training import (
-    EVAL_BATCH, TrainConfig, descend, make_optimizer, make_scheduler,
+    TrainConfig, descend, eval_batch_size, make_optimizer, make_scheduler,
     run_epochs, to_inputs,
 )
 from lessonflow.zoo import build_model
@@ -47,7 +47,7 @@ def encode_decode(model: torch.nn.Module, x: torch.Tensor, device: torch.device)
     """(codes, reconstructions) of uint8 images, in eval-sized chunks, on the CPU."""
     model.eval()
     codes, images = [], []
-    for chunk in x.split(EVAL_BATCH):
+    for chunk in x.split(eval_batch_size(device)):
         code = model.encoder(to_inputs(chunk.to(device), None))
         codes.append(code.float().cpu())
         images.append(model.decoder(code).float().cpu())

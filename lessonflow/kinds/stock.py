@@ -37,7 +37,7 @@ from lessonflow.lessons import LessonKind, LessonRun
 from lessonflow.params import TrainedLesson
 from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
 from lessonflow.training import (
-    EVAL_BATCH, DivergedError, History, TrainConfig, epoch_batches, load_checkpoint,
+    DivergedError, History, TrainConfig, epoch_batches, eval_batch_size, load_checkpoint,
     make_optimizer, make_scheduler, save_checkpoint,
 )
 from lessonflow.zoo import build_model
@@ -96,7 +96,8 @@ def build_for(lesson: Any, data: dict[str, Any]) -> nn.Module:
 def predict(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Raw outputs (scaled close or up-logit), one per sample, on the CPU."""
     model.eval()
-    return torch.cat([model(chunk.to(device)).squeeze(-1).float().cpu() for chunk in x.split(EVAL_BATCH)])
+    chunks = x.split(eval_batch_size(device))
+    return torch.cat([model(chunk.to(device)).squeeze(-1).float().cpu() for chunk in chunks])
 
 
 def fit(model: nn.Module, lesson: Any, data: dict[str, Any], *, device: torch.device, checkpoint, fingerprint: str,

@@ -191,7 +191,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[to
 def eval_batch_size(device: torch.device) -> int:
     """Rows per forward pass when only predicting: large batches keep a GPU busy, but on a CPU a
     512-row chunk runs 1.3-2x faster than 4096 rows for the convolutional and recurrent lessons
-    (its activations stay in cache; measured over 10 000 MNIST images, BENCHMARKS.md)."""
+    (its activations stay in cache; measured over 10 000 MNIST-sized images, BENCHMARKS.md)."""
     return CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
 
 

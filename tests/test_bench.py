@@ -1,5 +1,5 @@
 """`make bench` scales a timed stretch of steps to an epoch (the arithmetic its per-epoch table rests on) and
-times its trainings in fresh interpreters."""
+measures peak memory in fresh interpreters."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def test_every_benchmarked_lesson_times_enough_steps_for_its_tutorials_test_pass
         assert where not in ("steps", "tensor") or steps >= every, lesson_id
 
 
-def test_a_timed_training_runs_in_a_fresh_interpreter_with_the_given_environment():
-    """Sections 2, 3 and 5 run in children: the result must come back whole, and the child must see its env."""
+def test_a_memory_measurement_runs_in_a_fresh_interpreter_with_the_given_environment():
+    """Section 5 runs each lesson in a child: the result must come back whole, and the child must see its env."""
     import os
 
     assert isolated("summary", values=[1.0, 3.0, 2.0]) == {"runs": [1.0, 3.0, 2.0], "median": 2.0, "spread": 2.0}

@@ -146,7 +146,12 @@ def per_epoch(lesson, cadence: tuple[str, int], measured: dict[str, float], step
     if where in ("steps", "tensor") and steps < every:
         raise ValueError(f"{steps} steps hold none of the test passes made every {every} steps: time at least {every}")
     per_pass = measured["evaluation"] / passes if passes else 0.0
-    passes_per_epoch = steps_per_epoch // every if where in ("steps", "tensor") else 1 / lesson.epochs if where == "end" else 1
+    if where in ("steps", "tensor"):
+        passes_per_epoch = steps_per_epoch // every
+    elif where == "end":
+        passes_per_epoch = 1 / lesson.epochs
+    else:
+        passes_per_epoch = 1
     evaluation = per_pass * passes_per_epoch
     result = {"data": measured["data"] * scale, "compute": measured["compute"] * scale, "evaluation": evaluation}
     result["total"] = sum(result.values())

@@ -72,13 +72,17 @@ def test_float32_plan_is_a_no_op():
     assert accel.prepare_batch(plan, x) is x
 
 
+def raw_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
 def params_with(lesson_id: str, **changes) -> dict:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = raw_params()
     raw["lessons"][lesson_id].update(changes)
     return raw
 
 
-@pytest.mark.parametrize("lesson_id", [lesson_id for lesson_id, entry in params_with("mnist-ann")["lessons"].items()
+@pytest.mark.parametrize("lesson_id", [lesson_id for lesson_id, entry in raw_params()["lessons"].items()
                                        if entry.get("fast")])
 def test_fast_recipe_replaces_the_tutorial_settings_it_names(lesson_id):
     tutorial = parse_params(params_with(lesson_id)).lessons[lesson_id]

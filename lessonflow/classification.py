@@ -14,13 +14,14 @@ import torch
 from lessonflow.atomic import atomic_path
 from lessonflow.figures import confusion_matrix_figure, image_grid
 from lessonflow.lessons import LessonRun
+from lessonflow.params import TrainSplit
 from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
 from lessonflow.training import TrainConfig, predict_logits, train_classifier
 from lessonflow.zoo import build_model
 
 MISCLASSIFIED_SHOWN = 32
-CURVES = {"train_loss": "train/loss", "train_accuracy": "train/accuracy",
-          "val_loss": "val/loss", "val_accuracy": "val/accuracy"}
+TRAIN_CURVES = {"train_loss": "train/loss", "train_accuracy": "train/accuracy"}
+CURVES = {**TRAIN_CURVES, "val_loss": "val/loss", "val_accuracy": "val/accuracy"}
 
 
 def build_for(lesson: Any, data: dict[str, Any]) -> torch.nn.Module:
@@ -28,13 +29,27 @@ def build_for(lesson: Any, data: dict[str, Any]) -> torch.nn.Module:
                        in_shape=tuple(data["x_train"].shape[1:]), num_classes=len(data["classes"]))
 
 
-def fit(run: LessonRun, config: TrainConfig, **summary: Any) -> None:
+def with_validation_in_training(data: dict[str, Any]) -> dict[str, Any]:
+    """The prepared splits with the validation images appended to the training ones, and no validation split.
+
+    The tutorials trained on every training image; ``train_split: train+val`` does the same
+    when a reproduction needs it (mnist-bilstm: 98.1 % on 60 000 images, 97.9 % on 54 000).
+    """
+    merged = {key: value for key, value in data.items() if key not in ("x_val", "y_val")}
+    merged["x_train"] = torch.cat([data["x_train"], data["x_val"]])
+    merged["y_train"] = torch.cat([data["y_train"], data["y_val"]])
+    return merged
+
+
+def fit(run: LessonRun, config: TrainConfig, train_split: TrainSplit = "train", **summary: Any) -> None:
     """Train this lesson's model with cross-entropy; write ``models/<id>/`` and the train log.
 
     Shared by every kind whose lessons are classifiers of prepared tensors (images, feature rows).
     """
     lesson, layout = run.lesson, run.layout
     data, device, fingerprint = run.start_training()
+    if train_split == "train+val":
+        data = with_validation_in_training(data)
     model = build_for(lesson, data)
     history = train_classifier(model, data, config, device=device,
                                checkpoint=layout.checkpoint(run.lesson_id),
@@ -42,8 +57,9 @@ def fit(run: LessonRun, config: TrainConfig, **summary: Any) -> None:
     with atomic_path(layout.model(run.lesson_id)) as tmp:
         torch.save(model.cpu().state_dict(), tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:
-        log_curves(live, history.epochs, CURVES)
+        log_curves(live, history.epochs, CURVES if "x_val" in data else TRAIN_CURVES)
         live.summary.update(train_seconds=round(history.train_seconds, 3), epochs=len(history.epochs),
+                            train_samples=len(data["y_train"]), train_split=train_split,
                             device=device.type, data_source=data["source"], **summary)
 
 
@@ -57,6 +73,7 @@ def evaluate_with(run: LessonRun, normalize, extra_metrics: Callable[[dict, torc
     """Score a trained classifier on the test split; save its probabilities for the ensembles and its pictures.
 
     ``extra_metrics(data, predicted)`` adds a kind's own numbers (e.g. a majority-class baseline).
+    A model trained on the validation images gets no validation accuracy: it would be a training one.
     """
     lesson, layout = run.lesson, run.layout
     model, data, device = run.load_trained(build_for)
@@ -65,11 +82,12 @@ def evaluate_with(run: LessonRun, normalize, extra_metrics: Callable[[dict, torc
     test_loss = torch.nn.functional.cross_entropy(logits["test"], y_test).item()
     predicted = logits["test"].argmax(1)
     trained = read_metrics(layout.train_log(run.lesson_id))
+    held_out = {"val_accuracy": round((logits["val"].argmax(1) == data["y_val"]).float().mean().item(), 6)}
     metrics = {
         "test_accuracy": round((predicted == y_test).float().mean().item(), 6),
         "test_loss": round(test_loss, 6),
-        "val_accuracy": round((logits["val"].argmax(1) == data["y_val"]).float().mean().item(), 6),
-        "test_samples": len(y_test),
+        **(held_out if trained["train_split"] == "train" else {}),
+        "test_samples": len(y_test), "train_samples": trained["train_samples"],
         **(extra_metrics(data, predicted) if extra_metrics else {}),
         "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "device": trained["device"],
         "data_source": data["source"], "seed": lesson.seed, "reference_accuracy": lesson.reference_accuracy,

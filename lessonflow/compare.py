@@ -19,7 +19,7 @@ from tabulate import tabulate
 HEADLINE_METRICS = ("test_accuracy", "accuracy", "test_mse", "test_rmse", "mse", "rmse",
                     "test_loss", "final_loss", "loss")
 # Bookkeeping numbers that are never a lesson's result (nor is any timing, ``*_seconds``).
-NOT_RESULTS = {"epochs", "seed", "step", "reference_accuracy", "val_samples", "test_samples"}
+NOT_RESULTS = {"epochs", "seed", "step", "reference_accuracy", "val_samples", "test_samples", "train_samples"}
 WORKSPACE = "workspace"
 LEGEND = "new / removed: no metrics at the other revision (not built there, or not in the local DVC cache)"
 

@@ -20,6 +20,7 @@ DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 SourceName = Literal["auto", "embedded", "official", "mirror", "csv"]
 OptimizerName = Literal["sgd", "adam", "adamax", "rprop"]
 ScheduleName = Literal["constant", "onecycle"]
+TrainSplit = Literal["train", "train+val"]
 
 
 class ParamsError(ValueError):
@@ -136,6 +137,10 @@ def check_members(name: str, group: EnsembleParams, datasets: dict, lessons: dic
             raise ParamsError(f"{name}.members: {_unknown(f'{group.dataset} lesson', member, same_data)}")
         if group.members.count(member) > 1:
             raise ParamsError(f"{name}.members: {member!r} is listed twice")
+        if lessons[member].get("train_split") == "train+val":
+            raise ParamsError(f"{name}.members: {member!r} trains on the validation split the ensemble fits its "
+                              f"weights on (lessons.{member}.train_split: train+val); set it to 'train' "
+                              "or leave the lesson out")
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -298,7 +298,10 @@ def run_epochs(parts: dict[str, Any], step: Step, *, epochs: int, n_train: int, 
 def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], cfg: TrainConfig, *,
                      device: torch.device, checkpoint: Path, fingerprint: str, label: str,
                      progress: bool = True) -> History:
-    """Train ``model`` in place with cross-entropy; resume from ``checkpoint`` when it matches ``fingerprint``."""
+    """Train ``model`` in place with cross-entropy; resume from ``checkpoint`` when it matches ``fingerprint``.
+
+    Each epoch ends with a pass over the validation split when ``data`` has one.
+    """
     model.to(device)
     plan = fast.plan_for(device, image_inputs=data["x_train"].dim() == 4, deterministic=cfg.deterministic,
                          compile_requested=cfg.compile)
@@ -325,5 +328,6 @@ def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], cfg: Train
 
     return run_epochs({"model": model, "optimizer": optimizer, "scheduler": scheduler}, step, epochs=cfg.epochs,
                       n_train=len(y_train), batch_size=cfg.batch_size, seed=cfg.seed, device=device,
-                      checkpoint=checkpoint, fingerprint=fingerprint, label=label, after_epoch=validate,
+                      checkpoint=checkpoint, fingerprint=fingerprint, label=label,
+                      after_epoch=validate if "x_val" in data else dict,
                       progress=progress)

@@ -113,8 +113,8 @@ def tiny_digits(tmp_path_factory) -> Path:
     return root
 
 
-def one_epoch_run(root: Path, lesson_id: str) -> LessonRun:
-    entry = lesson_params(lesson_id) | {"epochs": 1}
+def one_epoch_run(root: Path, lesson_id: str, **overrides) -> LessonRun:
+    entry = lesson_params(lesson_id) | {"epochs": 1} | overrides
     if entry["kind"] == "gan":
         entry |= {"samples": 16, "judge": entry["judge"] | {"epochs": 1}}
     params = parse_params({"device": "cpu", "datasets": {"mnist": {"source": "embedded"}},
@@ -151,6 +151,19 @@ def test_each_lesson_trains_one_epoch_and_evaluates(tiny_digits, lesson_id):
         assert (layout.model(lesson_id).parent / "judge.pt").is_file()
         curves = layout.train_log(lesson_id) / "plots" / "metrics" / "train"
         assert {p.stem for p in curves.iterdir()} >= {"d_loss", "g_loss"}
+
+
+@pytest.mark.parametrize("train_split, trained_on, validated", [("train", 200, True), ("train+val", 250, False)])
+def test_train_split_decides_whether_the_validation_images_are_trained_on(tiny_digits, train_split, trained_on,
+                                                                          validated):
+    run = one_epoch_run(tiny_digits, "mnist-logreg", train_split=train_split)
+    train_lesson(run)
+    metrics = evaluate_lesson(run)
+    assert read_json(run.layout.train_log("mnist-logreg") / "metrics.json")["train_samples"] == trained_on
+    assert metrics["train_samples"] == trained_on
+    # a validation accuracy of images the model trained on would be a training accuracy: none is reported
+    assert ("val_accuracy" in metrics) == validated
+    assert (run.layout.train_log("mnist-logreg") / "plots" / "metrics" / "val").is_dir() == validated
 
 
 def test_a_resumed_gan_ends_where_an_uninterrupted_one_ends(tiny_digits, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +112,13 @@ def raw_params() -> dict:
     (["mnist-cnn", "mnist-typo"], "ensembles.mnist.members: unknown mnist lesson 'mnist-typo'; allowed: mnist-ann, "),
     (["mnist-cnn", "mnist-cnn"], "ensembles.mnist.members: 'mnist-cnn' is listed twice"),
     ([], "ensembles.mnist.members: List should have at least 1 item"),
+    (["mnist-cnn", "mnist-bilstm"], "ensembles.mnist.members: 'mnist-bilstm' trains on the validation split the "
+                                    "ensemble fits its weights on (lessons.mnist-bilstm.train_split: train+val)"),
 ])
 def test_bad_members_fail_with_the_key_and_the_allowed_lessons(members, message):
     raw = raw_params()
     raw["ensembles"]["mnist"]["members"] = members
-    with pytest.raises(ParamsError, match=message.replace("(", r"\(")):
+    with pytest.raises(ParamsError, match=re.escape(message)):
         parse_params(raw)
 
 

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from lessonflow.classification import evaluate_with, fit
 from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import OptimizerParams, ParamsError, ScheduleName, Strict, TrainedLesson
+from lessonflow.params import OptimizerParams, ParamsError, ScheduleName, Strict, TrainedLesson, TrainSplit
 from lessonflow.training import Augmentation, TrainConfig
 
 
@@ -26,12 +26,15 @@ class ClassifierLesson(TrainedLesson):
 
     ``recipe: tutorial`` reproduces the tutorial's hyper-parameters; ``recipe: fast`` trains
     with those of the ``fast:`` block instead (the same model and data, a tuned schedule).
+    ``train_split: train+val`` trains on the validation images too, as the tutorials did (they
+    held nothing out): the lesson then has no validation curve and no ensemble may use it.
     """
 
     normalize: tuple[float, float] | None = None
     augment: Augmentation | None = None  # training batches only; evaluation sees the clean images
     recipe: Literal["tutorial", "fast"] = "tutorial"
     fast: FastRecipe | None = None
+    train_split: TrainSplit = "train"
     compile: bool = False  # torch.compile the model (worth it on a GPU; see lessonflow/accel.py)
     deterministic: bool = True  # false lets a GPU autotune cuDNN; CPU runs stay bit-reproducible
 
@@ -57,7 +60,7 @@ def train_config(lesson: Any) -> TrainConfig:
 
 
 def train(run: LessonRun) -> None:
-    fit(run, train_config(run.lesson), recipe=run.lesson.recipe)
+    fit(run, train_config(run.lesson), run.lesson.train_split, recipe=run.lesson.recipe)
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:

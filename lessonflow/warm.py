@@ -236,9 +236,10 @@ def serve(path: Path) -> None:
     listener.listen(64)
     children: dict[int, socket.socket] = {}
     last_active = time.monotonic()
+    stopping = False  # after a `stop` request: no new stages; the running ones still get their answer
     try:
-        while time.monotonic() - last_active < IDLE_SECONDS or children:
-            ready, _, _ = select.select([listener] if listener.fileno() >= 0 else [], [], [], 0.1)
+        while children or (not stopping and time.monotonic() - last_active < IDLE_SECONDS):
+            ready, _, _ = select.select([] if stopping else [listener], [], [], 0.1)
             if _reap(children):
                 last_active = time.monotonic()
             if not ready:
@@ -250,11 +251,11 @@ def serve(path: Path) -> None:
                 conn.close()
                 for fd in fds:
                     os.close(fd)
-                if request is not None:  # stop taking stages (a new server may start at once); running ones still get their answer
+                if request is not None:  # let go of socket and lock now: a new server may start at once
                     path.unlink(missing_ok=True)
                     listener.close()
                     lock.close()
-                    last_active = -IDLE_SECONDS
+                    stopping = True
                 continue
             pid = os.fork()
             if pid == 0:
@@ -269,7 +270,7 @@ def serve(path: Path) -> None:
                 conn.sendall(f"{pid}\n".encode())
             children[pid] = conn
     finally:
-        if listener.fileno() >= 0:
+        if not stopping:
             path.unlink(missing_ok=True)
             listener.close()
         lock.close()

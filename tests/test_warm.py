@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, clone, project_env, read_json, run
 
-# A stage that reports what it sees; `exit N`, `sleep` (writes its pid, then waits) and `echo` modes.
+# A stage that reports what it sees; `exit N`, `sleep [SECONDS]` (writes its pid, then waits) and `echo` modes.
 PROBE = '''
 import json, os, sys, time
 import torch
@@ -23,14 +23,14 @@ with open(f"/proc/{os.getppid()}/cmdline", "rb") as parent:
     launched_by = parent.read().replace(b"\\0", b" ").decode()
 print(json.dumps({"marker": MARKER, "argv": sys.argv, "cwd": os.getcwd(), "probe_env": os.environ.get("PROBE"),
                   "umask": oct(os.umask(0o022)), "launched_by": launched_by, "stdout_tty": sys.stdout.isatty(),
-                  "torch_threads": torch.get_num_threads()}))
+                  "torch_threads": torch.get_num_threads(), "parent": os.getppid()}))
 print("to stderr", file=sys.stderr)
 if mode == "exit":
     sys.exit(int(sys.argv[2]))
 if mode == "sleep":
     with open("stage.pid", "w") as out:
         out.write(str(os.getpid()))
-    time.sleep(120)
+    time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 120)
 '''
 
 
@@ -72,8 +72,8 @@ def test_a_stage_in_the_warm_server_sees_what_a_plain_process_would(probe_projec
     result, plain = probe(probe_project, "exit", "3", LESSONFLOW_WARM="off", **threads)
     assert "lessonflow.warm serve" not in plain["launched_by"]
     assert result.returncode == 3
-    assert {key: value for key, value in plain.items() if key != "launched_by"} == \
-           {key: value for key, value in seen.items() if key != "launched_by"}
+    assert {key: value for key, value in plain.items() if key not in ("launched_by", "parent")} == \
+           {key: value for key, value in seen.items() if key not in ("launched_by", "parent")}
 
 
 def test_edited_stage_code_takes_effect_in_the_warm_server(probe_project):
@@ -84,25 +84,49 @@ def test_edited_stage_code_takes_effect_in_the_warm_server(probe_project):
     assert seen["marker"] == "second"
 
 
+def wait_for_stage(process: subprocess.Popen, project: Path) -> int:
+    """The pid of the stage that `process` handed to the server, once it is running."""
+    pid_file = project / "stage.pid"
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() or not pid_file.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    return int(pid_file.read_text())
+
+
+def wait_until_gone(pid: int, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, f"{what} (pid {pid}) is still running"
+        time.sleep(0.05)
+
+
+def test_a_stopped_server_lets_the_running_stage_finish_and_the_next_stage_gets_a_new_server(probe_project):
+    from lessonflow import warm
+
+    process = subprocess.Popen([sys.executable, "-m", "stages.probe", "sleep", "3"], cwd=probe_project,
+                               env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_stage(process, probe_project)
+    assert warm.stop()
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr  # the stage ran to its end and its caller heard so
+    server = json.loads(stdout.splitlines()[0])["parent"]
+    wait_until_gone(server, "the stopped server")
+    result, seen = probe(probe_project, "echo")
+    assert result.returncode == 0 and seen["parent"] != server
+
+
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_signal_to_the_stage_process_reaches_the_stage(probe_project, sent):
     """Ctrl-C, `kill` and `kill -9` of `python -m stages.<verb>` stop the stage running in the server."""
     process = subprocess.Popen([sys.executable, "-m", "stages.probe", "sleep"], cwd=probe_project, env=project_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    pid_file = probe_project / "stage.pid"
-    deadline = time.monotonic() + 120
-    while not pid_file.exists() or not pid_file.read_text():
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.05)
-    stage = int(pid_file.read_text())
+    stage = wait_for_stage(process, probe_project)
     assert stage != process.pid  # the stage really runs elsewhere: in the warm server's child
     process.send_signal(sent)
     process.wait(timeout=30)
     assert process.returncode == -sent
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{stage}").exists() and Path(f"/proc/{stage}/stat").read_text().split()[2] != "Z":
-        assert time.monotonic() < deadline, f"the stage (pid {stage}) outlived its process"
-        time.sleep(0.05)
+    wait_until_gone(stage, "the stage, after its process")
 
 
 def test_training_in_the_warm_server_gives_the_same_model_as_a_plain_process(quick_built, tmp_path):

@@ -27,6 +27,8 @@ BAD = {
     "unknown model argument": ("lessons.mnist-cnn.model.chanels", [8], ["lessons.mnist-cnn.model.chanels", "channels"]),
     "unknown optimizer": ("lessons.mnist-cnn.optimizer.name", "adamw",
                           ["lessons.mnist-cnn.optimizer.name", "'sgd'", "'adam'", "'adamw'"]),
+    "unknown train split": ("lessons.mnist-bilstm.train_split", "all",
+                            ["lessons.mnist-bilstm.train_split", "'train'", "'train+val'", "'all'"]),
     "unknown kind": ("lessons.mnist-cnn.kind", "classifer", ["lessons.mnist-cnn.kind", "'classifer'", "classifier"]),
     "unknown source": ("datasets.mnist.source", "ftp", ["datasets.mnist.source", "'embedded'", "'mirror'"]),
     "source the dataset lacks": ("datasets.mnist.source", "csv",

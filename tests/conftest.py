@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -62,6 +63,11 @@ def commit_all(repo: Path, message: str) -> None:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def project_params() -> dict:
+    """The project's params.yaml as a fresh dict, for a test to read or edit."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def stages_ran(output: str) -> set[str]:

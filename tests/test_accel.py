@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-import yaml
 
 from lessonflow import accel
 from lessonflow.kinds.classifier import train_config
 from lessonflow.params import ParamsError, parse_params
 from lessonflow.zoo import build_model
-from conftest import ROOT
+from conftest import project_params
 
 
 def test_cuda_with_bf16_uses_autocast_channels_last_and_autotuning_when_determinism_is_not_asked():
@@ -72,17 +71,13 @@ def test_float32_plan_is_a_no_op():
     assert accel.prepare_batch(plan, x) is x
 
 
-def raw_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
 def params_with(lesson_id: str, **changes) -> dict:
-    raw = raw_params()
+    raw = project_params()
     raw["lessons"][lesson_id].update(changes)
     return raw
 
 
-@pytest.mark.parametrize("lesson_id", [lesson_id for lesson_id, entry in raw_params()["lessons"].items()
+@pytest.mark.parametrize("lesson_id", [lesson_id for lesson_id, entry in project_params()["lessons"].items()
                                        if entry.get("fast")])
 def test_fast_recipe_replaces_the_tutorial_settings_it_names(lesson_id):
     tutorial = parse_params(params_with(lesson_id)).lessons[lesson_id]

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from conftest import ROOT, dvc, read_json
+from conftest import dvc, project_params, read_json
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
 from lessonflow.lessons import LessonRun, evaluate_lesson, train_lesson
 from lessonflow.params import DatasetParams, parse_params
@@ -28,7 +27,7 @@ DIGITS = (1, 28, 28)
 
 
 def lesson_params(lesson_id: str) -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())["lessons"][lesson_id]
+    return project_params()["lessons"][lesson_id]
 
 
 def built(lesson_id: str, **overrides) -> torch.nn.Module:

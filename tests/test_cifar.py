@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from PIL import Image
 
+from conftest import project_params
 from lessonflow.datasets import cifar, download_dataset, prepare_dataset
 from lessonflow.datasets import fetch as fetch_module
 from lessonflow.datasets.fetch import ChecksumError, DownloadError
@@ -33,7 +33,6 @@ from lessonflow.training import (
 )
 from lessonflow.zoo import BasicBlock, build_model
 
-ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
@@ -321,7 +320,7 @@ def test_resnet_has_the_tutorials_shape():
 
 
 def test_cifar_resnet_lesson_trains_one_short_epoch_and_evaluates_clean(synthetic, tmp_path):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = project_params()
     lesson = raw["lessons"]["cifar-resnet"]
     assert lesson["augment"] == {"resize": 40, "hflip": True} and lesson["reference_accuracy"] == 0.8779
     lesson["epochs"] = 1

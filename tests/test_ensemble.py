@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, project_params
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
 from lessonflow.ensemble import (
     Predictions, combine, fit_weights, majority_vote, oracle_accuracy, soft_average, weighted_average,
@@ -104,10 +104,6 @@ def test_members_scored_on_other_samples_are_refused():
         combine({"a": a, "b": b})
 
 
-def raw_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
 @pytest.mark.parametrize("members, message", [
     (["mnist-cnn", "mnist-typo"], "ensembles.mnist.members: unknown mnist lesson 'mnist-typo'; allowed: mnist-ann, "),
     (["mnist-cnn", "mnist-cnn"], "ensembles.mnist.members: 'mnist-cnn' is listed twice"),
@@ -116,7 +112,7 @@ def raw_params() -> dict:
                                     "ensemble fits its weights on (lessons.mnist-bilstm.train_split: train+val)"),
 ])
 def test_bad_members_fail_with_the_key_and_the_allowed_lessons(members, message):
-    raw = raw_params()
+    raw = project_params()
     raw["ensembles"]["mnist"]["members"] = members
     with pytest.raises(ParamsError, match=re.escape(message)):
         parse_params(raw)

@@ -6,9 +6,8 @@ import json
 
 import pytest
 import torch
-import yaml
 
-from conftest import ROOT, dvc, read_json
+from conftest import dvc, project_params, read_json
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
 from lessonflow.datasets.toy import POINT_SETS, decode
 from lessonflow.kinds.foundation_descent import MODELS, autograd_gradient, descend, hand_gradient
@@ -19,13 +18,9 @@ from lessonflow.paths import Layout
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def declared() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
 def params_for(lesson_id: str, **overrides):
     """The lesson's entry as params.yaml declares it (plus overrides), validated by its kind's schema."""
-    raw = declared()
+    raw = project_params()
     entry = {**raw["lessons"][lesson_id], **overrides}
     return parse_params({"datasets": {"toy": raw["datasets"]["toy"]}, "lessons": {lesson_id: entry}})
 

@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import ROOT, clone, dvc, project_env, snapshot
+from conftest import clone, dvc, project_env, project_params, snapshot
 from lessonflow.params import ParamsError, load_params, parse_params
 
 DELETE = object()
@@ -48,10 +48,6 @@ BAD = {
     "unknown profile": ("profile", "huge", ["profile", "'embedded'", "'full'"]),
     "unknown device": ("device", "tpu", ["device", "'cpu'", "'cuda'"]),
 }
-
-
-def project_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def edited(raw: dict, key: str, value) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, ROOT, clone, dvc, project_env, run, snapshot
+from conftest import BIN, ROOT, clone, dvc, project_env, project_params, run, snapshot
 
 SERVE_STARTUP_S = 300
 
@@ -103,7 +103,7 @@ def test_a_scheduled_run_re_downloads_only_the_sources_that_change_by_themselves
         tmp_path, monkeypatch, profile, stock_source, mirror, refreshed):
     from flows.dvc_stages import live_download_stages
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = project_params()
     params["profile"] = profile
     params["datasets"]["stock"]["source"] = stock_source
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from conftest import dvc, read_json
+from conftest import dvc, project_params, read_json
 from lessonflow.datasets import download_dataset, prepare_dataset
 from lessonflow.kinds import mini_framework
 from lessonflow.lessons import LessonRun, evaluate_lesson, train_lesson
@@ -145,9 +144,7 @@ BRIEF = {"sign-logreg-scratch": {"iterations": 20, "sklearn_max_iter": 20},
 @pytest.fixture(scope="module")
 def brief_runs(tmp_path_factory):
     """Every lesson of sections 2-3, trained briefly on the embedded data, twice over for determinism."""
-    from conftest import ROOT
-
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = project_params()
     raw["lessons"] = {lesson: {**raw["lessons"][lesson], **BRIEF.get(lesson, {})} for lesson in MY_LESSONS}
     raw["ensembles"] = {}
     params = parse_params(raw)

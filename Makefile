@@ -3,10 +3,14 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PROFILE ?=
 BIN := $(VENV)/bin
+# Every recipe runs in the project's environment, whatever the caller's PATH holds: the stages that
+# DVC starts run `python`, which has to be the one in .venv.
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-slow bench clean
+.PHONY: install run test test-all test-slow bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +28,13 @@ run: install
 	$(BIN)/dvc $(if $(PROFILE),exp run -S profile=$(PROFILE),repro) $(ARGS)
 	@echo "Metrics: $(BIN)/dvc metrics show    Plots: $(BIN)/dvc plots show"
 
+# The contributor's tier (minutes): every unit test, the docs test and one real `dvc repro` slice.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not long" $(PYTEST_ARGS)
+
+# Everything CI runs: the above plus the long end-to-end, reliability, schedule and flow tests.
+test-all: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The real-data checks (needs LESSONFLOW_DATA_MIRROR or internet): minutes of training per lesson.
 test-slow: install

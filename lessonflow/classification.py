@@ -41,17 +41,19 @@ def with_validation_in_training(data: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def fit(run: LessonRun, config: TrainConfig, train_split: TrainSplit = "train", **summary: Any) -> None:
+def fit(run: LessonRun, configure: Callable[[str], TrainConfig], train_split: TrainSplit = "train",
+        **summary: Any) -> None:
     """Train this lesson's model with cross-entropy; write ``models/<id>/`` and the train log.
 
     Shared by every kind whose lessons are classifiers of prepared tensors (images, feature rows).
+    ``configure(data_source)`` gives the settings: a lesson may train differently on the sample data.
     """
     lesson, layout = run.lesson, run.layout
     data, device, fingerprint = run.start_training()
     if train_split == "train+val":
         data = with_validation_in_training(data)
     model = build_for(lesson, data)
-    history = train_classifier(model, data, config, device=device,
+    history = train_classifier(model, data, configure(data["source"]), device=device,
                                checkpoint=layout.checkpoint(run.lesson_id),
                                fingerprint=fingerprint, label=run.lesson_id)
     with atomic_path(layout.model(run.lesson_id)) as tmp:

@@ -4,19 +4,22 @@ Each stage validates the whole ``params.yaml`` first, then calls one library
 function. Errors a user can fix (bad params, missing or corrupt data) are printed
 as one readable message with exit status 1 instead of a traceback.
 
-``python -m stages.<verb>`` imports this package before the stage module, so its first
-lines hand the run to the warm server (``lessonflow/warm.py``), which has torch and the
-plotting libraries imported already, before anything below imports them; they come back
-here only when the stage is to run in this process after all.
+``python -m stages.<verb>`` imports this package before the stage module, so its first lines
+stop a run by an interpreter that lacks the project's packages (one line says which Python
+ran it and how to get the right one), then hand the run to the warm server
+(``lessonflow/warm.py``), which has torch and the plotting libraries imported already, before
+anything below imports them; they come back here only when the stage is to run in this
+process after all.
 """
 
 from __future__ import annotations
 
 import sys
 
-from lessonflow import warm
+from lessonflow import interpreter, warm
 
 if sys.argv[:1] == ["-m"]:  # this package is being located by `python -m stages.<verb>`
+    interpreter.require_project_interpreter()
     warm.hand_off()
 
 import argparse  # noqa: E402

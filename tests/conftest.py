@@ -38,13 +38,13 @@ def dvc(cwd: Path, *args: str, **kwargs):
     return run(cwd, str(BIN / "dvc"), *args, **kwargs)
 
 
-def copy_project(dest: Path) -> Path:
+def copy_project(dest: Path, skip: tuple[str, ...] = NOT_COPIED) -> Path:
     """The committed project plus uncommitted source files, as a fresh git repo with one commit."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, listed):
         source = ROOT / name
-        if source.is_file() and not name.startswith(NOT_COPIED):
+        if source.is_file() and not name.startswith(skip):
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
@@ -72,6 +72,13 @@ def project_params() -> dict:
 
 def stages_ran(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test of the whole default build belongs to `make test-all`: the build alone takes minutes."""
+    for item in items:
+        if "built_project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.long)
 
 
 @pytest.fixture(scope="session")

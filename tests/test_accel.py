@@ -104,3 +104,20 @@ def test_unknown_recipe_and_unknown_fast_key_are_named():
     assert "lessons.mnist-ann.recipe" in message and "'tutorial'" in message and "'fast'" in message
     assert "lessons.mnist-ann.fast.lr: unknown key; allowed keys here: optimizer, schedule, epochs, batch_size" \
         in message
+
+
+@pytest.mark.parametrize("lesson_id", [lesson_id for lesson_id, entry in project_params()["lessons"].items()
+                                       if entry.get("embedded")])
+def test_embedded_settings_apply_on_the_sample_data_only(lesson_id):
+    lesson = parse_params(params_with(lesson_id)).lessons[lesson_id]
+    block = lesson.embedded
+    for source in ("official", "mirror"):
+        assert train_config(lesson, source) == train_config(lesson)  # the real data keeps the tutorial's settings
+    sample = train_config(lesson, "embedded")
+    assert sample != train_config(lesson)
+    for key in ("schedule", "epochs", "batch_size"):
+        assert getattr(sample, key) == (getattr(block, key) or getattr(lesson, key))
+    assert sample.lr == (block.optimizer or lesson.optimizer).lr and sample.normalize == lesson.normalize
+    if lesson.fast:  # a fast recipe on the sample data: what the embedded block names wins
+        fast = parse_params(params_with(lesson_id, recipe="fast")).lessons[lesson_id]
+        assert train_config(fast, "embedded").epochs == (block.epochs or fast.fast.epochs or lesson.epochs)

@@ -18,6 +18,8 @@ LESSONS = ["mnist-logreg", "mnist-cnn-book"]
 STAGES = ["download@mnist", "prepare@mnist", *(f"{verb}@{lesson}" for verb in ("train", "evaluate") for lesson in LESSONS)]
 THREADS = {"LESSONFLOW_THREADS": "1"}  # what the flow gives each of two stages on two cores
 
+pytestmark = pytest.mark.long
+
 
 @pytest.fixture(scope="session")
 def prefect_api():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from conftest import MNIST_LESSONS, commit_all, dvc, read_json, stages_ran
+from conftest import MNIST_LESSONS, commit_all, dvc, project_params, read_json, stages_ran
 
 
 def test_default_profile_builds_every_mnist_lesson_offline(built_project):
@@ -15,9 +15,16 @@ def test_default_profile_builds_every_mnist_lesson_offline(built_project):
         assert metrics["epochs"] > 0 and metrics["train_seconds"] > 0
         assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_loss"] > 0
         assert "seed" in metrics and "reference_accuracy" in metrics
-    # the models that the embedded digits suit clearly learn something
-    for lesson in ("mnist-ann", "mnist-cnn", "mnist-cnn-book"):
-        assert read_json(built_project / "results" / lesson / "eval" / "metrics.json")["test_accuracy"] > 0.8
+
+
+
+def test_every_classifier_learns_the_embedded_digits(built_project):
+    """What a newcomer sees first: no lesson of the default build reads as broken (issue: 33 % for mnist-mlp)."""
+    lessons = project_params()["lessons"]
+    classifiers = [key for key, lesson in lessons.items() if lesson["kind"] == "classifier" and lesson["dataset"] == "mnist"]
+    accuracies = {lesson: read_json(built_project / "results" / lesson / "eval" / "metrics.json")["test_accuracy"]
+                  for lesson in classifiers}
+    assert len(accuracies) >= 9 and min(accuracies.values()) >= 0.85, accuracies
 
 
 def test_metrics_and_plots_are_visible_to_dvc(built_project):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -59,6 +60,7 @@ def assert_same_training(repo: Path, reference: Path, lesson: str) -> None:
     assert curves(repo, lesson) == curves(reference, lesson)
 
 
+@pytest.mark.long
 def test_a_killed_training_resumes_to_exactly_the_uninterrupted_result(quick_built, tmp_path):
     repo = clone(quick_built, tmp_path / "repo")
     lesson = "mnist-cnn-book"
@@ -121,6 +123,7 @@ def test_the_checkpoint_restores_the_random_number_stream(tmp_path):
         assert torch.equal(value, resumed[key]), key
 
 
+@pytest.mark.long
 def test_a_diverging_training_stops_and_keeps_the_committed_results(quick_built, tmp_path):
     repo = clone(quick_built, tmp_path / "repo")
     kept = files_under(repo, "models/mnist-logreg", "results/mnist-logreg") | files_under(repo, "dvc.lock")
@@ -160,6 +163,7 @@ def assert_lock_matches_workspace_and_cache(repo: Path, stages: list[str]) -> No
 DVC_LOCK_REFUSALS = ("Unable to acquire lock", "is busy, it is being blocked by")
 
 
+@pytest.mark.long
 def test_two_dvc_repro_at_once_corrupt_neither_lock_nor_cache(quick_built, tmp_path):
     repo = clone(quick_built, tmp_path / "repo")
     set_lesson(repo, "mnist-logreg", lr=0.1)
@@ -180,6 +184,7 @@ def test_two_dvc_repro_at_once_corrupt_neither_lock_nor_cache(quick_built, tmp_p
     assert lock["stages"]["train@mnist-logreg"]["params"]["params.yaml"]["lessons.mnist-logreg"]["optimizer"]["lr"] == 0.1
 
 
+@pytest.mark.long
 def test_two_clean_runs_give_byte_identical_models_and_identical_metrics(quick_built, tmp_path):
     other = copy_project(tmp_path / "other")
     dvc(other, "repro", *(f"evaluate@{lesson}" for lesson in QUICK_LESSONS), env=ENV)

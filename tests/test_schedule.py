@@ -93,6 +93,7 @@ def test_schedule_starts_a_local_server_serves_the_flow_and_a_triggered_run_rebu
         urllib.request.urlopen(f"{ui}/api/health", timeout=5)  # the local server stopped with the schedule
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("profile, stock_source, mirror, refreshed", [
     ("embedded", "auto", False, set()),                 # arch's bundled prices never change
     ("full", "auto", False, {"download@stock"}),        # Yahoo's prices grow every trading day

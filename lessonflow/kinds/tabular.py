@@ -23,7 +23,7 @@ class TabularLesson(TrainedLesson):
 
 
 def train(run: LessonRun) -> None:
-    fit(run, TrainConfig.of(run.lesson))
+    fit(run, lambda data_source: TrainConfig.of(run.lesson))
 
 
 def majority_baseline(y_train: torch.Tensor, y_test: torch.Tensor) -> tuple[int, float]:

@@ -201,6 +201,51 @@ def merge_lock_entries(root: Path, entries: dict[str, dict[str, Any]]) -> None:
                     stages[name] = entry
 
 
+def git_tracked_outputs(root: Path, stages: list[str]) -> dict[str, dict[str, bytes]]:
+    """The files of the stages' ``cache: false`` outputs (metrics, curves), by output path.
+
+    A DVC remote carries only cached outputs; these small ones travel with git, so a worker's
+    clone gets them from the flow, and the flow from the worker, with the ``dvc.lock`` entries.
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:  # by name: ``addressing`` is relative to the working directory, a worker's is not root
+        by_name = {stage.name: stage for stage in repo.index.stages}
+        outputs = [Path(out.fs_path) for name in stages for out in by_name[name].outs if not out.use_cache]
+    return {str(out.relative_to(root)): {str(file.relative_to(out)): file.read_bytes()
+                                         for file in ([out] if out.is_file() else sorted(out.rglob("*")))
+                                         if file.is_file()}
+            for out in outputs if out.exists()}
+
+
+def write_outputs(root: Path, outputs: dict[str, dict[str, bytes]]) -> None:
+    """Put outputs read by ``git_tracked_outputs`` in place in another clone, each replaced whole."""
+    from lessonflow.atomic import atomic_dir, atomic_path
+
+    for name, files in outputs.items():
+        if set(files) == {"."}:
+            with atomic_path(root / name) as tmp:
+                tmp.write_bytes(files["."])
+            continue
+        with atomic_dir(root / name) as staging:
+            for relative, content in files.items():
+                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                (staging / relative).write_bytes(content)
+
+
+def save_experiment(root: Path, stages: list[str], name: str, log: Callable[[str], None]) -> str:
+    """Record the workspace as the experiment ``name``: what ``dvc exp show`` and ``lessonflow history`` list.
+
+    A saved experiment is a git ref, not a commit on the branch: the workspace stays as the run
+    left it. New git-tracked outputs (a lesson's first metrics) and a first ``dvc.lock`` go in too.
+    """
+    untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "dvc.lock", "results"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    dvc_until_unlocked(root, ["exp", "save", "--force", "-n", name, *(arg for path in untracked for arg in ("-I", path)),
+                              *stages], stage_env(1), log)
+    return name
+
+
 def headline_metrics(root: Path, stages: list[str]) -> dict[str, str]:
     """The number a reader looks for first in each stage's metrics files (test accuracy, …), or ''."""
     from dvc.repo import Repo

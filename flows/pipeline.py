@@ -46,6 +46,7 @@ class StageRun:
     metric: str = ""
     error: str = ""
     lock_entry: dict | None = None  # set when the stage ran in a worker's own clone
+    tracked_outputs: dict | None = None  # and its git-tracked outputs (dvc_stages.git_tracked_outputs)
 
     @property
     def seconds(self) -> float:
@@ -58,12 +59,13 @@ class StageRun:
 
 @task(name="dvc-stage", task_run_name="{stage}")
 def run_stage(stage: str, root: str, force: bool, max_parallel: int, gpu: str | None = None,
-              upstream_entries: dict | None = None) -> StageRun:
+              upstream_entries: dict | None = None, upstream_outputs: dict | None = None) -> StageRun:
     """Reproduce one stage through DVC, with its output in this task's log.
 
-    ``upstream_entries`` (the upstream stages' ``dvc.lock`` entries) is given when outputs travel
-    through a DVC remote: the stage then runs in the worker's own clone, pulls what it needs,
-    pushes what it made and returns its own ``dvc.lock`` entry for the flow to record.
+    ``upstream_entries`` (the upstream stages' ``dvc.lock`` entries) and ``upstream_outputs``
+    (their git-tracked outputs) are given when outputs travel through a DVC remote: the stage
+    then runs in the worker's own clone, pulls what it needs, pushes what it made and returns
+    its own ``dvc.lock`` entry and git-tracked outputs for the flow to record.
     """
     logger = get_run_logger()
     workdir = Path(os.environ.get(WORKER_ROOT_ENV) or root)
@@ -73,14 +75,15 @@ def run_stage(stage: str, root: str, force: bool, max_parallel: int, gpu: str | 
     remote = upstream_entries is not None
     if remote:
         dvc_stages.merge_lock_entries(workdir, upstream_entries)
+        dvc_stages.write_outputs(workdir, upstream_outputs or {})
     started = time.time()
     status = dvc_stages.reproduce(workdir, stage, force=force, env=env, log=logger.info, pull=remote)
     finished = time.time()
-    entry = None
-    if remote:
-        dvc_stages.dvc_until_unlocked(workdir, ["push", stage], env, logger.info)
-        entry = dvc_stages.lock_entry(workdir, stage)
-    return StageRun(stage, status, started, finished, lock_entry=entry)
+    if not remote:
+        return StageRun(stage, status, started, finished)
+    dvc_stages.dvc_until_unlocked(workdir, ["push", stage], env, logger.info)
+    return StageRun(stage, status, started, finished, lock_entry=dvc_stages.lock_entry(workdir, stage),
+                    tracked_outputs=dvc_stages.git_tracked_outputs(workdir, [stage]))
 
 
 def _stage_task(stage: str):
@@ -94,7 +97,7 @@ def _stage_task(stage: str):
 @flow(name="lessonflow", log_prints=True)
 def pipeline(targets: list[str] | None = None, profile: Literal["embedded", "full"] | None = None,
              force: bool = False, max_parallel: int = 2, refresh_sources: bool = False,
-             remote: bool = False, root: str = ".") -> list[StageRun]:
+             remote: bool = False, push: bool = False, record: bool = True, root: str = ".") -> list[StageRun]:
     """Bring the selected stages (all by default) up to date, as ``dvc repro`` would.
 
     targets: stages (``train@mnist-cnn``) or lesson/dataset keys (``mnist-cnn``); upstream comes along.
@@ -103,6 +106,8 @@ def pipeline(targets: list[str] | None = None, profile: Literal["embedded", "ful
     by themselves (the schedule sets it); downstream stages rerun only if the data changed.
     max_parallel: stages running at once. remote: share outputs through the project's default DVC
     remote, for workers that have their own clone of the project (see docs/orchestration.md).
+    push: ``dvc push`` what the run built to the default remote. record: a run that changed any
+    result ends as a saved DVC experiment (``dvc exp show``, ``lessonflow history``).
     """
     logger = get_run_logger()
     if max_parallel < 1:
@@ -118,6 +123,11 @@ def pipeline(targets: list[str] | None = None, profile: Literal["embedded", "ful
                 f", forced: {', '.join(sorted(forced))}" if forced else "")
     results = _execute(plan, forced, project, max_parallel, remote)
     _report(project, results)
+    built = [result.stage for result in results if result.status not in ("failed", "blocked")]
+    if record and any(result.changed for result in results):
+        logger.info("recorded as experiment %s", dvc_stages.save_experiment(project, built, _run_name(), logger.info))
+    if push and built:
+        dvc_stages.dvc_until_unlocked(project, ["push", *built], dvc_stages.stage_env(1), logger.info)
     failed = [result for result in results if result.status == "failed"]
     if failed:
         raise PipelineFailed("\n\n".join(f"{result.stage} failed:\n{result.error}" for result in failed))
@@ -142,12 +152,13 @@ def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, rem
                 results[stage] = StageRun(stage, "skipped")
             elif slots:
                 slot = slots.pop(0)
-                entries = None
+                entries = outputs = None
                 if remote:
-                    entries = {name: dvc_stages.lock_entry(project, name)
-                               for name in dvc_stages.ancestors(stage, plan.upstream)}
+                    ancestors = dvc_stages.ancestors(stage, plan.upstream)
+                    entries = {name: dvc_stages.lock_entry(project, name) for name in ancestors}
+                    outputs = dvc_stages.git_tracked_outputs(project, list(ancestors))
                 future = _stage_task(stage).submit(stage, str(project), stage in forced, max_parallel,
-                                                   gpus[slot % len(gpus)] if gpus else None, entries)
+                                                   gpus[slot % len(gpus)] if gpus else None, entries, outputs)
                 running[future] = (stage, slot, time.time())
             else:
                 continue
@@ -170,8 +181,16 @@ def _outcome(future, stage: str, submitted: float, project: Path, remote: bool) 
     if remote and result.lock_entry is not None:
         # The stage ran in a worker's clone: record its entry here and fetch its outputs.
         dvc_stages.merge_lock_entries(project, {stage: result.lock_entry})
+        dvc_stages.write_outputs(project, result.tracked_outputs or {})
         dvc_stages.dvc_until_unlocked(project, ["pull", stage], dvc_stages.stage_env(1), get_run_logger().info)
     return result
+
+
+def _run_name() -> str:
+    """The deployment's name (``flow-run`` for a run by hand) and the UTC time: an experiment name."""
+    from prefect.runtime import deployment
+
+    return f"{deployment.name or 'flow-run'}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 
 def _local_gpus() -> list[str]:

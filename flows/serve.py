@@ -63,11 +63,11 @@ def prefect_server() -> Iterator[str]:
         server.wait(timeout=60)
 
 
-def serve(cron: str, *, name: str, max_parallel: int, root: Path) -> None:
+def serve(cron: str, *, name: str, max_parallel: int, root: Path, push: bool = False, record: bool = True) -> None:
     """Run the pipeline on ``cron`` until interrupted; each run re-downloads the live sources."""
     from flows.pipeline import pipeline
 
     with prefect_server() as ui:
         print(f"Prefect UI: {ui}  (runs of deployment 'lessonflow/{name}', schedule '{cron}')", flush=True)
         pipeline.serve(name=name, cron=cron, parameters={"refresh_sources": True, "max_parallel": max_parallel,
-                                                         "root": str(root.resolve())})
+                                                         "push": push, "record": record, "root": str(root.resolve())})

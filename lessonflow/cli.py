@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,30 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_history(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "history", help="each lesson's headline metric over the last commits and recorded runs",
+        description="Each lesson's headline metric at the last N commits and saved DVC experiments (every flow "
+                    "or scheduled run that changed a result), oldest first, with the change from one to the next.")
+    parser.add_argument("--last", type=int, default=10, metavar="N", help="revisions to look at (default: 10)")
+    parser.add_argument("--lesson", metavar="ID", help="one lesson or ensemble only")
+    parser.set_defaults(run=run_history)
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from dvc.exceptions import DvcException
+    from scmrepo.exceptions import SCMError
+
+    from lessonflow.history import history, table
+
+    try:
+        print(table(history(Path.cwd(), args.last, args.lesson)), end="")
+    except (DvcException, SCMError, subprocess.CalledProcessError) as err:
+        print(f"lessonflow history: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def add_flow(subparsers: argparse._SubParsersAction) -> None:
     flow = subparsers.add_parser("flow", help="run the pipeline as a Prefect flow (independent stages concurrently)")
     commands = flow.add_subparsers(dest="flow_command", required=True, metavar="COMMAND")
@@ -62,7 +87,14 @@ def add_flow(subparsers: argparse._SubParsersAction) -> None:
                         help="workers have their own clones: share outputs through the default DVC remote")
     parser.add_argument("--refresh-sources", action="store_true",
                         help="re-download sources that change by themselves (e.g. official stock prices)")
+    add_result_options(parser)
     parser.set_defaults(run=run_flow)
+
+
+def add_result_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--push", action="store_true", help="dvc push what the run built to the default DVC remote")
+    parser.add_argument("--no-record", dest="record", action="store_false",
+                        help="do not save a run that changed results as a DVC experiment")
 
 
 def run_flow(args: argparse.Namespace) -> int:
@@ -70,7 +102,8 @@ def run_flow(args: argparse.Namespace) -> int:
 
     flow = pipeline.with_options(task_runner=task_runner(args.runner, args.max_parallel, args.address))
     state = flow(targets=args.targets or None, profile=args.profile, force=args.force, max_parallel=args.max_parallel,
-                 refresh_sources=args.refresh_sources, remote=args.remote, return_state=True)
+                 refresh_sources=args.refresh_sources, remote=args.remote, push=args.push, record=args.record,
+                 return_state=True)
     return 0 if state.is_completed() else 1
 
 
@@ -82,17 +115,19 @@ def add_schedule(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cron", required=True, help='e.g. "0 3 * * *" (every day at 03:00)')
     parser.add_argument("--name", default="scheduled", help="the deployment's name (default: scheduled)")
     parser.add_argument("--max-parallel", type=int, default=2, metavar="N", help="stages at once (default: 2)")
+    add_result_options(parser)
     parser.set_defaults(run=run_schedule)
 
 
 def run_schedule(args: argparse.Namespace) -> int:
     from flows.serve import serve
 
-    serve(args.cron, name=args.name, max_parallel=args.max_parallel, root=Path.cwd())
+    serve(args.cron, name=args.name, max_parallel=args.max_parallel, root=Path.cwd(), push=args.push,
+          record=args.record)
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_flow, add_schedule]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_history, add_flow, add_schedule]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,10 +124,14 @@ def _delta(change: Change) -> str:
         return "new"
     if change.new is None:
         return "removed"
-    delta = change.delta
+    return delta_text(change.metric, change.delta)
+
+
+def delta_text(metric: str, delta: float) -> str:
+    """``=``, or the signed change and whether it is for the better."""
     if abs(delta) < 5e-7:
         return "="
-    better = (delta > 0) == higher_is_better(change.metric)
+    better = (delta > 0) == higher_is_better(metric)
     return f"{delta:+.4f} ({'better' if better else 'worse'})"
 
 

@@ -73,7 +73,8 @@ def curve_panels(curves: dict[str, list[float]], title: str, xlabel: str = "epoc
     return figure
 
 
-def training_curves(panels: dict[str, dict[str, tuple[list[float], list[float]]]], title: str, columns: int = 3):
+def training_curves(panels: dict[str, dict[str, tuple[list[float], list[float]]]], title: str, columns: int = 3,
+                    xlabel: str = "step (epoch)"):
     """One panel per metric (loss, accuracy …), one line per split (train, val …) over the logged steps."""
     rows = -(-len(panels) // columns)
     width = min(columns, len(panels))
@@ -84,7 +85,7 @@ def training_curves(panels: dict[str, dict[str, tuple[list[float], list[float]]]
         for split, (steps, values) in lines.items():
             ax.plot(steps, values, label=split, marker="o" if len(steps) <= 20 else None, markersize=3)
         ax.set_title(metric)
-        ax.set_xlabel("step (epoch)")
+        ax.set_xlabel(xlabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.4)
         ax.legend(fontsize=8)

@@ -25,6 +25,7 @@ from lessonflow.compare import headers as change_headers
 from lessonflow.compare import rows as change_rows
 from lessonflow.ensemble import table_rows
 from lessonflow.figures import plt, training_curves
+from lessonflow.history import history
 from lessonflow.paths import PLOTS, Layout
 
 # Our accuracy within half a percentage point of the tutorial's "matches" it: the spread that
@@ -186,11 +187,21 @@ ENSEMBLE_HEADERS = ["", "model", "test accuracy", "weight (fitted on validation)
 
 
 @dataclass
+class Trends:
+    """The report's history section: small multiples of each lesson's headline metric, and their x axis."""
+
+    chart: Path | None
+    revisions: list[list[str]]  # number on the x axis, revision, date
+    note: str = ""
+
+
+@dataclass
 class Report:
     lessons: list[LessonResult]
     ensembles: list[EnsembleResult]
     changes: Comparison
     profile: str
+    trends: Trends
 
 
 def intro(profile: str) -> str:
@@ -215,7 +226,11 @@ def render_markdown(report: Report, root: Path) -> str:
         out += [tabulate(ensemble_rows(ensemble), ENSEMBLE_HEADERS, tablefmt="github", disable_numparse=True), ""]
         out += [_md_image(ensemble.chart, root), ""] if ensemble.chart else []
     out += [f"## Since {report.changes.rev_a}", "", f"Headline metrics, {report.changes.rev_a} → this build.", "",
-            table(report.changes, markdown=True), "## Per lesson", ""]
+            table(report.changes, markdown=True), "## Trends", "", TRENDS_INTRO, ""]
+    trends = report.trends
+    out += [_md_image(trends.chart, root), "", tabulate(trends.revisions, TREND_HEADERS, tablefmt="github"), ""] \
+        if trends.chart else [trends.note, ""]
+    out += ["## Per lesson", ""]
     for lesson in report.lessons:
         out += [f"### {lesson.lesson_id}", "", f"{lesson.kind} on {lesson.dataset}; tutorial: {lesson.reference}. "
                 f"Verdict: {lesson.verdict}.", ""]
@@ -270,7 +285,11 @@ def render_html(report: Report) -> str:
                    + (_html_image(ensemble.chart) if ensemble.chart else "") + "</div>")
     out += [f"<h2>Since {html.escape(report.changes.rev_a)}</h2>",
             f"<p class='note'>Headline metrics, {html.escape(report.changes.rev_a)} → this build.</p>",
-            _html_changes(report.changes), "<h2>Per lesson</h2>"]
+            _html_changes(report.changes), "<h2>Trends</h2>", f"<p class='note'>{html.escape(TRENDS_INTRO)}</p>"]
+    trends = report.trends
+    out.append("<div class='figures'>" + _html_image(trends.chart) + _html_table(trends.revisions, TREND_HEADERS)
+               + "</div>" if trends.chart else f"<p>{html.escape(trends.note)}</p>")
+    out.append("<h2>Per lesson</h2>")
     for lesson in report.lessons:
         name = html.escape(lesson.lesson_id)
         out += [f"<section class='lesson' id='{name}'><h3>{name}</h3>",
@@ -293,10 +312,48 @@ def build_report(params: Any, layout: Layout, since: str = "HEAD") -> Path:
         lessons = [collect_lesson(lesson_id, lesson, layout, images_dir)
                    for lesson_id, lesson in params.lessons.items()]
         ensembles = [collect_ensemble(name, layout, images_dir) for name in params.ensembles]
-        report = Report(lessons, ensembles, compare_safely(layout.root, since), params.profile)
+        report = Report(lessons, ensembles, compare_safely(layout.root, since), params.profile,
+                        draw_trends(layout.root, images_dir))
         (staging / "report.md").write_text(render_markdown(report, staging))
         (staging / "report.html").write_text(render_html(report))
     return layout.reports / "report.html"
+
+
+TREND_REVISIONS = 10
+TREND_HEADERS = ["#", "revision", "date"]
+TRENDS_INTRO = (f"Each lesson's headline metric over the last {TREND_REVISIONS} commits and recorded runs "
+                "(`lessonflow history` prints the numbers); a new line starts where the data source changed.")
+
+
+def draw_trends(root: Path, images_dir: Path) -> Trends:
+    """Lessons with a result at two revisions or more, one small panel each; a note when there are none."""
+    from subprocess import CalledProcessError
+
+    from dvc.exceptions import DvcException
+    from scmrepo.exceptions import SCMError
+
+    try:
+        points = history(root, TREND_REVISIONS)
+    except (DvcException, SCMError, CalledProcessError) as err:
+        return Trends(None, [], f"No history: {err}")
+    series = {lesson: found for lesson, found in points.items() if len(found) > 1}
+    if not series:
+        return Trends(None, [], "No lesson has results at two revisions yet: commit a build's dvc.lock and "
+                                "results/, or let the flow record its runs.")
+    order = sorted({point.revision for found in series.values() for point in found}, key=lambda rev: rev.date)
+    number = {revision: index for index, revision in enumerate(order, 1)}
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    for lesson, found in series.items():
+        lines = panels.setdefault(f"{lesson}: {found[-1].metric}", {})
+        for point in found:
+            steps, values = lines.setdefault(point.data_source or "?", ([], []))
+            steps.append(number[point.revision])
+            values.append(point.value)
+    figure = training_curves(panels, "Headline metric per revision", columns=4, xlabel="revision (table beside)")
+    chart = images_dir / "trends.png"
+    figure.savefig(chart)
+    plt.close(figure)
+    return Trends(chart, [[str(number[rev]), rev.label, rev.date.strftime("%Y-%m-%d %H:%M")] for rev in order])
 
 
 def compare_safely(root: Path, since: str) -> Comparison:

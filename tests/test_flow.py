@@ -8,11 +8,12 @@ that the tests after it change and rebuild in order.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import commit_all, copy_project, dvc, project_env, run
+from conftest import BIN, commit_all, copy_project, dvc, project_env, run
 
 LESSONS = ["mnist-logreg", "mnist-cnn-book"]
 STAGES = ["download@mnist", "prepare@mnist", *(f"{verb}@{lesson}" for verb in ("train", "evaluate") for lesson in LESSONS)]
@@ -150,6 +151,32 @@ def test_second_run_starts_no_stage(built, monkeypatch):
     state = run_flow(repo, monkeypatch)
     assert state.is_completed(), state.message
     assert statuses(state) == dict.fromkeys(STAGES, "skipped")
+
+
+def saved_runs(repo: Path) -> set[str]:
+    return set(dvc(repo, "exp", "list", "--all-commits", "--name-only").stdout.split())
+
+
+def test_a_run_that_changed_results_is_saved_as_an_experiment_pushed_and_in_the_history(built, monkeypatch, tmp_path):
+    repo, _ = built
+    first = saved_runs(repo)
+    assert len(first) == 1 and next(iter(first)).startswith("flow-run-"), first  # the build itself
+    assert run_flow(repo, monkeypatch).is_completed()
+    assert saved_runs(repo) == first, "a run that changed nothing was recorded"
+
+    store = tmp_path / "store"
+    dvc(repo, "remote", "modify", "--local", "local", "url", str(store))
+    edit_params(repo, **{"mnist-logreg": {"epochs": 3}})
+    state = run_flow(repo, monkeypatch, push=True)
+    assert state.is_completed(), state.message
+    (new,) = saved_runs(repo) - first
+    shown = yaml.safe_load(dvc(repo, "exp", "show", "--json").stdout)
+    assert new in json.dumps(shown)
+    assert "mnist-logreg" in json.dumps(shown)
+    history = run(repo, str(BIN / "lessonflow"), "history", "--lesson", "mnist-logreg").stdout
+    assert new in history and next(iter(first)) in history, history
+    pushed = dvc(repo, "status", "--cloud", "evaluate@mnist-logreg", "--with-deps").stdout
+    assert "Cache and remote 'local' are in sync" in pushed, pushed
 
 
 def test_failing_stage_fails_the_run_and_the_next_run_finishes(built, monkeypatch):

@@ -14,7 +14,7 @@ from conftest import BIN, commit_all, dvc, read_json, run, stages_ran
 from lessonflow.compare import Change, Comparison, headline, result_id, table
 from lessonflow.figures import plt
 from lessonflow.paths import Layout
-from lessonflow.report import Report, collect_lesson, render_html, render_markdown, verdict
+from lessonflow.report import Report, Trends, collect_lesson, render_html, render_markdown, verdict
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -124,7 +124,7 @@ def test_a_lesson_of_an_unseen_kind_gets_its_result_curves_and_pictures(tmp_path
     missing = collect_lesson("mnist-gan", SimpleNamespace(kind="gan", dataset="mnist", reference="none reported",
                                                           reference_accuracy=None), layout, images)
     changes = Comparison("HEAD", "workspace", [Change("mnist-ae", "test_mse", 0.04, 0.031)], [])
-    report = Report([result, missing], [], changes, "embedded")
+    report = Report([result, missing], [], changes, "embedded", Trends(None, [], "no history here"))
     markdown = render_markdown(report, tmp_path / "reports")
     assert "| mnist-ae " in markdown and "0.031 test_mse" in markdown and "2.5 s" in markdown
     assert "| mnist-gan " in markdown and "not built" in markdown

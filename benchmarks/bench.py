@@ -51,8 +51,9 @@ import tutorial  # noqa: E402
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset  # noqa: E402
 from lessonflow.kinds.classifier import train_config  # noqa: E402
 from lessonflow.params import DatasetParams, load_params  # noqa: E402
+from lessonflow.runtime import make_deterministic  # noqa: E402
 from lessonflow.training import (  # noqa: E402
-    epoch_batches, eval_batch_size, make_deterministic, score, to_inputs, train_classifier,
+    epoch_batches, eval_batch_size, score, to_inputs, train_classifier,
 )
 from lessonflow.zoo import build_model  # noqa: E402
 

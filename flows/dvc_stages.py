@@ -278,16 +278,16 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def live_download_stages(root: Path, stages: list[str]) -> set[str]:
     """Download stages whose resolved source changes by itself (``DatasetSpec.live_sources``)."""
-    from lessonflow.datasets import DATASETS, resolve_source
+    from lessonflow.datasets import NAMES, resolve_source, spec
     from lessonflow.params import load_params
 
     params = load_params(root / "params.yaml")
     live = set()
     for stage in stages:
         verb, _, name = stage.partition("@")
-        if verb == "download" and name in params.datasets and name in DATASETS:
+        if verb == "download" and name in params.datasets and name in NAMES:
             source = resolve_source(params.datasets[name].source, params.profile)
-            if source in DATASETS[name].live_sources:
+            if source in spec(name).live_sources:
                 live.add(stage)
     return live
 

@@ -14,9 +14,9 @@ import torch
 from lessonflow.atomic import atomic_path
 from lessonflow.figures import confusion_matrix_figure, image_grid
 from lessonflow.lessons import LessonRun
-from lessonflow.params import TrainSplit
-from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
-from lessonflow.training import TrainConfig, predict_logits, train_classifier
+from lessonflow.records import carried_facts, live_log, log_curves, outputs_of, read_metrics, run_facts
+from lessonflow.schema import TrainSplit
+from lessonflow.training import History, TrainConfig, predict_logits, train_classifier
 from lessonflow.zoo import build_model
 
 MISCLASSIFIED_SHOWN = 32
@@ -41,28 +41,40 @@ def with_validation_in_training(data: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def fit(run: LessonRun, configure: Callable[[str], TrainConfig], train_split: TrainSplit = "train",
-        **summary: Any) -> None:
-    """Train this lesson's model with cross-entropy; write ``models/<id>/`` and the train log.
+Trainer = Callable[..., History]  # (model, data, *, device, checkpoint, fingerprint, label) -> History
+LogitsOf = Callable[[torch.nn.Module, torch.Tensor, torch.device], torch.Tensor]
+
+
+def cross_entropy_trainer(configure: Callable[[str], TrainConfig]) -> Trainer:
+    """The shared loop with the settings ``configure(data_source)`` gives: a lesson may train
+    differently on the sample data."""
+    return lambda model, data, **where: train_classifier(model, data, configure(data["source"]), **where)
+
+
+def plain_logits(normalize: tuple[float, float] | None) -> LogitsOf:
+    """Logits of the clean images, scaled as in training: every classifier's but the test-time-augmented ones'."""
+    return lambda model, x, device: predict_logits(model, x, normalize, device)
+
+
+def fit(run: LessonRun, trainer: Trainer, train_split: TrainSplit = "train", **summary: Any) -> None:
+    """Train this lesson's model with ``trainer``; write ``models/<id>/`` and the train log.
 
     Shared by every kind whose lessons are classifiers of prepared tensors (images, feature rows).
-    ``configure(data_source)`` gives the settings: a lesson may train differently on the sample data.
     """
     lesson, layout = run.lesson, run.layout
     data, device, fingerprint = run.start_training()
     if train_split == "train+val":
         data = with_validation_in_training(data)
     model = build_for(lesson, data)
-    history = train_classifier(model, data, configure(data["source"]), device=device,
-                               checkpoint=layout.checkpoint(run.lesson_id),
-                               fingerprint=fingerprint, label=run.lesson_id)
+    history = trainer(model, data, device=device, checkpoint=layout.checkpoint(run.lesson_id),
+                      fingerprint=fingerprint, label=run.lesson_id)
     with atomic_path(layout.model(run.lesson_id)) as tmp:
         torch.save(model.cpu().state_dict(), tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, history.epochs, CURVES if "x_val" in data else TRAIN_CURVES)
-        live.summary.update(train_seconds=round(history.train_seconds, 3), epochs=len(history.epochs),
-                            train_samples=len(data["y_train"]), train_split=train_split,
-                            device=device.type, data_source=data["source"], **summary)
+        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
+                            epochs=len(history.epochs), train_samples=len(data["y_train"]), train_split=train_split,
+                            **summary)
 
 
 def save_predictions(path, **arrays: np.ndarray) -> None:
@@ -70,7 +82,8 @@ def save_predictions(path, **arrays: np.ndarray) -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def evaluate_with(run: LessonRun, normalize, extra_metrics: Callable[[dict, torch.Tensor], dict] | None = None,
+def evaluate_with(run: LessonRun, logits_of: LogitsOf,
+                  extra_metrics: Callable[[dict, torch.Tensor], dict] | None = None,
                   show_misclassified: bool = True) -> dict[str, Any]:
     """Score a trained classifier on the test split; save its probabilities for the ensembles and its pictures.
 
@@ -79,7 +92,7 @@ def evaluate_with(run: LessonRun, normalize, extra_metrics: Callable[[dict, torc
     """
     lesson, layout = run.lesson, run.layout
     model, data, device = run.load_trained(build_for)
-    logits = {split: predict_logits(model, data[f"x_{split}"], normalize, device) for split in ("val", "test")}
+    logits = {split: logits_of(model, data[f"x_{split}"], device) for split in ("val", "test")}
     y_test = data["y_test"]
     test_loss = torch.nn.functional.cross_entropy(logits["test"], y_test).item()
     predicted = logits["test"].argmax(1)
@@ -91,8 +104,7 @@ def evaluate_with(run: LessonRun, normalize, extra_metrics: Callable[[dict, torc
         **(held_out if trained["train_split"] == "train" else {}),
         "test_samples": len(y_test), "train_samples": trained["train_samples"],
         **(extra_metrics(data, predicted) if extra_metrics else {}),
-        "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "device": trained["device"],
-        "data_source": data["source"], "seed": lesson.seed, "reference_accuracy": lesson.reference_accuracy,
+        "epochs": trained["epochs"], **carried_facts(trained), "reference_accuracy": lesson.reference_accuracy,
     }
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)

@@ -68,6 +68,36 @@ def run_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_dvc_yaml(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dvc-yaml", help="write dvc.yaml from params.yaml and the code's imports",
+        description="Write dvc.yaml: a stage per dataset, lesson and ensemble, each depending on exactly the "
+                    "project modules it imports. Run it after adding a lesson, dataset or ensemble to params.yaml "
+                    "or changing an import; the pipeline's `check` stage says when it is due.")
+    parser.add_argument("--check", action="store_true", help="only say whether dvc.yaml is current (exit 1 if not)")
+    parser.set_defaults(run=run_dvc_yaml)
+
+
+def run_dvc_yaml(args: argparse.Namespace) -> int:
+    from lessonflow import dvcfile
+    from lessonflow.errors import ParamsError
+    from lessonflow.params import load_params
+    from lessonflow.paths import Layout
+
+    layout = Layout.here()
+    try:
+        params = load_params(layout.params)
+    except ParamsError as err:
+        print(f"lessonflow dvc-yaml: {err}", file=sys.stderr)
+        return 1
+    if args.check:
+        problem = dvcfile.stale(layout, params)
+        print(problem or "dvc.yaml is current")
+        return 1 if problem else 0
+    print(f"wrote {dvcfile.write(layout, params).name}")
+    return 0
+
+
 def add_flow(subparsers: argparse._SubParsersAction) -> None:
     flow = subparsers.add_parser("flow", help="run the pipeline as a Prefect flow (independent stages concurrently)")
     commands = flow.add_subparsers(dest="flow_command", required=True, metavar="COMMAND")
@@ -127,13 +157,17 @@ def run_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_history, add_flow, add_schedule]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_compare, add_history, add_dvc_yaml, add_flow, add_schedule]
 
 
 def main(argv: list[str] | None = None) -> int:
     # A local Prefect server otherwise logs an ERROR on every start when it cannot reach the
     # internet to send usage telemetry; a user's own setting wins.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server's first start creates its database; Prefect's 20 s allowance is too short
+    # for that on a busy 2-core machine, and the run would fail before any stage started.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     parser = argparse.ArgumentParser(prog="lessonflow", description="Rebuild and inspect the lessons of the zoo.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:

@@ -15,7 +15,7 @@ def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, classes: lis
     """Counts of (true, predicted) pairs, written in each cell.
 
     Drawn here rather than with scikit-learn's ConfusionMatrixDisplay, whose import alone
-    costs every evaluate stage about 1.5 s.
+    would cost every evaluate stage more than drawing it.
     """
     n = len(classes)
     counts = np.bincount(np.asarray(y_true) * n + np.asarray(y_pred), minlength=n * n).reshape(n, n)
@@ -37,7 +37,7 @@ def image_grid(images: np.ndarray, captions: list[str], title: str, columns: int
     """A grid of (N, C, H, W) uint8 images with one caption each, e.g. the misclassified test digits.
 
     Tiled into one picture on a single axes: a subplot per image (and the layout pass over
-    them) cost every evaluate stage about 1.5 s for 32 images.
+    them) made this the slowest part of an evaluate stage.
     """
     count, channels, height, width = images.shape
     rows = max(1, -(-count // columns))
@@ -139,5 +139,108 @@ def class_histogram(shares: np.ndarray, classes: list[str], title: str, referenc
         axes.legend(fontsize=8)
     axes.set_ylabel("share of samples")
     axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def minimum_curve(x: np.ndarray, y: np.ndarray, title: str, xlabel: str, ylabel: str):
+    """A loss over one parameter, its minimum marked (the grid search over w)."""
+    best = int(np.argmin(y))
+    figure, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(x, y)
+    ax.scatter([x[best]], [y[best]], color="red", zorder=3, label=f"minimum at {xlabel}={x[best]:.2f}")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend()
+    ax.grid(True)
+    figure.tight_layout()
+    return figure
+
+
+def loss_surface(w: np.ndarray, b: np.ndarray, loss: np.ndarray, title: str, zlabel: str = "Loss (MSE)"):
+    """A loss over two parameters (meshgrids ``w`` and ``b``) as a 3-D surface."""
+    figure = plt.figure(figsize=(6.5, 5), dpi=100)
+    ax = figure.add_subplot(projection="3d")
+    ax.plot_surface(w, b, loss, cmap="viridis")
+    ax.set_xlabel("w")
+    ax.set_ylabel("b")
+    ax.set_zlabel(zlabel)
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def fitted_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, *,
+                  points: dict[str, tuple[np.ndarray, np.ndarray]] | None = None, xlabel: str = "x",
+                  ylabel: str = "y", level: float | None = None):
+    """Fitted curves (name -> (x, y)) over the points they were fitted to, or over a decision ``level``."""
+    figure, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
+    for name, (x, y) in (points or {}).items():
+        ax.scatter(x, y, s=12, alpha=0.7, zorder=3, label=name)
+    for name, (x, y) in curves.items():
+        ax.plot(x, y, label=name)
+    if level is not None:
+        ax.axhline(level, color="red", lw=1)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend()
+    ax.grid(True)
+    figure.tight_layout()
+    return figure
+
+
+def predicted_against_actual(actual: np.ndarray, predicted: dict[str, np.ndarray], title: str):
+    """One panel per model: predictions against the true values, the diagonal where they would be equal."""
+    figure, axes = plt.subplots(1, len(predicted), figsize=(5 * len(predicted), 4.4), dpi=100, squeeze=False)
+    low, high = float(actual.min()), float(actual.max())
+    for ax, (name, values) in zip(axes[0], predicted.items()):
+        ax.scatter(actual, values, s=10, alpha=0.7)
+        ax.plot([low, high], [low, high], color="black", linewidth=1)
+        ax.set(title=name, xlabel="actual", ylabel="predicted")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def date_axis(ax) -> None:
+    """Short date labels that fit every panel without rotation."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def price_forecast(dates: np.ndarray, actual, predicted, persistence, title: str, zoom_days: int):
+    """The whole test period, and its last ``zoom_days`` where the one-day lag of persistence is visible."""
+    days = np.array(dates, dtype="datetime64[D]")
+    figure, axes = plt.subplots(2, 1, figsize=(10, 7), dpi=100)
+    for ax, part in ((axes[0], slice(None)), (axes[1], slice(-zoom_days, None))):
+        ax.plot(days[part], actual[part], color="black", lw=1.2, label="actual close")
+        ax.plot(days[part], predicted[part], color="tab:red", lw=1, label="model")
+        ax.plot(days[part], persistence[part], color="tab:blue", lw=1, ls="--", label="persistence (today's close)")
+        ax.grid(True)
+        ax.set_ylabel("close")
+        date_axis(ax)
+    axes[0].set_title(f"{title}: test period")
+    axes[1].set_title(f"last {zoom_days} test days")
+    axes[0].legend()
+    figure.tight_layout()
+    return figure
+
+
+def direction_forecast(dates: np.ndarray, probability_up, rose, title: str):
+    """Predicted probability of a rise against what happened, and running accuracy against always-up."""
+    days = np.array(dates, dtype="datetime64[D]")
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), dpi=100, sharex=True)
+    top.scatter(days, probability_up, c=np.where(rose > 0.5, "tab:green", "tab:red"), s=6)
+    top.axhline(0.5, color="gray", lw=0.8)
+    top.set_ylabel("predicted P(up)")
+    top.set_title(f"{title}: test period (green: the close rose, red: it fell)")
+    steps = np.arange(1, len(rose) + 1)
+    bottom.plot(days, np.cumsum((probability_up > 0.5) == (rose > 0.5)) / steps, color="tab:red", label="model")
+    bottom.plot(days, np.cumsum(rose) / steps, color="tab:blue", ls="--", label="always up")
+    bottom.set_ylabel("accuracy so far")
+    bottom.grid(True)
+    bottom.legend()
+    date_axis(bottom)
     figure.tight_layout()
     return figure

@@ -1,16 +1,13 @@
-"""Lesson kinds: what ``train@<lesson>`` and ``evaluate@<lesson>`` do for each kind of lesson.
+"""One lesson's run: what ``train@<lesson>`` and ``evaluate@<lesson>`` start with, whatever its kind.
 
-A lesson is a params entry; its ``kind`` picks the pair of functions below.
-Adding a lesson that reuses a kind is a params edit; a new kind is one module in
-``lessonflow/kinds/`` that defines ``KIND``.
+A lesson is a params entry; its ``kind`` picks the module in ``lessonflow/kinds/`` whose pair of
+functions the stage calls.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +15,10 @@ from typing import Any
 
 import torch
 
-import lessonflow.kinds as kinds_package
+from lessonflow import kinds
 from lessonflow.datasets import load_prepared
 from lessonflow.paths import Layout
-from lessonflow.training import make_deterministic, pick_device
+from lessonflow.runtime import make_deterministic, pick_device
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -62,23 +59,9 @@ class LessonRun:
         return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class LessonKind:
-    schema: type  # a lessonflow.params.LessonBase subclass: the keys this kind accepts
-    train: Callable[[LessonRun], None]
-    evaluate: Callable[[LessonRun], dict[str, Any]]
-
-
-KINDS = tuple(sorted(module.name for module in pkgutil.iter_modules(kinds_package.__path__)))
-
-
-def load_kind(name: str) -> LessonKind:
-    return importlib.import_module(f"lessonflow.kinds.{name}").KIND
-
-
 def train_lesson(run: LessonRun) -> None:
-    load_kind(run.lesson.kind).train(run)
+    kinds.load(run.lesson.kind).train(run)
 
 
 def evaluate_lesson(run: LessonRun) -> dict[str, Any]:
-    return load_kind(run.lesson.kind).evaluate(run)
+    return kinds.load(run.lesson.kind).evaluate(run)

@@ -48,6 +48,20 @@ def log_curves(live: Live, rows: list[dict[str, float]], keys: dict[str, str]) -
             live.log_metric(name, row[column])
 
 
+RUN_FACTS = ("train_seconds", "device", "data_source", "seed")
+
+
+def run_facts(seconds: float, device: str, data_source: str, seed: int) -> dict[str, Any]:
+    """What every train log holds whatever its kind, under the same names: the report, ``lessonflow
+    compare`` and the history read them from every lesson alike."""
+    return {"train_seconds": round(seconds, 6), "device": device, "data_source": data_source, "seed": seed}
+
+
+def carried_facts(trained: dict[str, Any]) -> dict[str, Any]:
+    """The train log's run facts, repeated in the evaluation's metrics so that one file tells the whole run."""
+    return {key: trained[key] for key in RUN_FACTS}
+
+
 def read_metrics(live_dir: Path) -> dict[str, Any]:
     path = live_dir / "metrics.json"
     if not path.is_file():

@@ -45,6 +45,7 @@ class LessonResult:
     reference_accuracy: float | None
     metrics: dict[str, Any]
     facts: dict[str, Any]  # device, data source, training time: from eval metrics, else train metrics
+    beyond_tutorial: bool = False
     images: list[Path] = field(default_factory=list)  # under reports/images/, curves first
     images_left_out: int = 0
 
@@ -55,6 +56,11 @@ class LessonResult:
     @property
     def headline(self) -> tuple[str, float] | None:
         return headline(self.metrics)
+
+    @property
+    def source(self) -> str:
+        """Where the lesson comes from, in the words the report puts before its reference result."""
+        return "beyond the tutorial, measured against" if self.beyond_tutorial else "tutorial:"
 
     @property
     def verdict(self) -> str:
@@ -104,7 +110,7 @@ def collect_lesson(lesson_id: str, lesson: Any, layout: Layout, images_dir: Path
     trained = read_json(layout.train_log(lesson_id) / "metrics.json")
     facts = {key: metrics.get(key, trained.get(key)) for key in ("data_source", "device", "train_seconds", "epochs")}
     result = LessonResult(lesson_id, lesson.kind, lesson.dataset, lesson.reference, lesson.reference_accuracy,
-                          metrics, facts)
+                          metrics, facts, beyond_tutorial=lesson.beyond_tutorial)
     lesson_dir = layout.results / lesson_id
     target = images_dir / lesson_id
     target.mkdir(parents=True, exist_ok=True)
@@ -164,7 +170,8 @@ def _result(lesson: LessonResult) -> str:
 
 
 def summary_rows(lessons: list[LessonResult]) -> list[list[str]]:
-    return [[lesson.lesson_id, lesson.kind, f"{lesson.dataset} ({_value(lesson.facts['data_source'])})",
+    return [[lesson.lesson_id + (" (beyond the tutorial)" if lesson.beyond_tutorial else ""), lesson.kind,
+             f"{lesson.dataset} ({_value(lesson.facts['data_source'])})",
              _result(lesson), f"{_pct(lesson.reference_accuracy)} ({lesson.reference})"
              if lesson.reference_accuracy is not None else lesson.reference,
              lesson.verdict, _value(lesson.facts["device"]),
@@ -232,7 +239,8 @@ def render_markdown(report: Report, root: Path) -> str:
         if trends.chart else [trends.note, ""]
     out += ["## Per lesson", ""]
     for lesson in report.lessons:
-        out += [f"### {lesson.lesson_id}", "", f"{lesson.kind} on {lesson.dataset}; tutorial: {lesson.reference}. "
+        out += [f"### {lesson.lesson_id}", "",
+                f"{lesson.kind} on {lesson.dataset}; {lesson.source} {lesson.reference}. "
                 f"Verdict: {lesson.verdict}.", ""]
         if lesson.built:
             out += [tabulate(metric_rows(lesson.metrics), ["metric", "value"], tablefmt="github"), ""]
@@ -293,7 +301,7 @@ def render_html(report: Report) -> str:
     for lesson in report.lessons:
         name = html.escape(lesson.lesson_id)
         out += [f"<section class='lesson' id='{name}'><h3>{name}</h3>",
-                f"<p>{html.escape(lesson.kind)} on {html.escape(lesson.dataset)}; tutorial: "
+                f"<p>{html.escape(lesson.kind)} on {html.escape(lesson.dataset)}; {html.escape(lesson.source)} "
                 f"{html.escape(lesson.reference)}. Verdict: <b>{html.escape(lesson.verdict)}</b>.</p>"]
         metrics = _html_table(metric_rows(lesson.metrics), ["metric", "value"]) if lesson.built else ""
         out.append("<div class='figures'>" + metrics + "".join(map(_html_image, lesson.images)) + "</div>")

@@ -13,8 +13,8 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import copy
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,61 +23,39 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from tqdm import tqdm
 
 from lessonflow import accel as fast
 from lessonflow.atomic import atomic_path
-from lessonflow.params import Strict
+from lessonflow.errors import DivergedError
+from lessonflow.schema import Augmentation, LessonBase, ModelParams, OptimizerParams, ParamsError, ScheduleName, Strict
+from lessonflow.zoo import check_model_args
 
 GPU_EVAL_BATCH, CPU_EVAL_BATCH = 4096, 512
-THREADS_ENV = "LESSONFLOW_THREADS"
 
 
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite; continuing would only write garbage."""
+class Training(Strict):
+    """A model trained by gradient descent in epochs of mini-batches: a lesson's, or a helper model's."""
+
+    model: ModelParams
+    optimizer: OptimizerParams
+    schedule: ScheduleName = "constant"
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _model_exists(self) -> Training:
+        try:
+            check_model_args(self.model.name, self.model.kwargs())
+        except ValueError as err:
+            raise ParamsError(f"model.{err}") from None
+        return self
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` prefers CUDA, then Apple's MPS, then the CPU; an explicit request that cannot be met is an error."""
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-        "cpu": True,
-    }
-    if requested == "auto":
-        return torch.device(next(name for name, ok in available.items() if ok))
-    if not available.get(requested, False):
-        raise RuntimeError(f"device: {requested!r} was requested but is not available on this machine")
-    return torch.device(requested)
-
-
-def make_deterministic(seed: int) -> None:
-    """Same seed, data and params on the CPU must give bit-identical weights.
-
-    ``LESSONFLOW_THREADS`` caps the CPU threads so that stages run side by side do not
-    oversubscribe the cores; it is an execution setting, not a param.
-    """
-    threads = int(os.environ.get(THREADS_ENV) or 0)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():  # CPU kernels are deterministic already; the switch costs seconds of imports
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
-class Augmentation(Strict):
-    """Random transforms of the *training* batches (001 §7.7: Resize(40) + RandomHorizontalFlip + RandomCrop(32)).
-
-    ``resize``: scale each image so its shorter side has this many pixels, then crop a
-    random window of the original size back out; ``hflip``: mirror a random half of the
-    images left to right. Evaluation (``predict_logits``) never sees any of it.
-    """
-
-    resize: int | None = Field(None, gt=0)
-    hflip: bool = False
+class TrainedLesson(Training, LessonBase):
+    """A lesson trained by gradient descent in epochs of mini-batches."""
 
 
 @dataclass(frozen=True)
@@ -190,8 +168,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[to
 
 def eval_batch_size(device: torch.device) -> int:
     """Rows per forward pass when only predicting: large batches keep a GPU busy, but on a CPU a
-    512-row chunk runs 1.3-2x faster than 4096 rows for the convolutional and recurrent lessons
-    (its activations stay in cache; measured over 10 000 MNIST-sized images, BENCHMARKS.md)."""
+    512-row chunk keeps its activations in cache and runs faster than large ones (BENCHMARKS.md)."""
     return CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
 
 
@@ -235,6 +212,34 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+class BestWeights:
+    """The weights of the epoch with the lowest validation loss so far.
+
+    Handed to ``run_epochs`` as one of its ``parts``, it travels inside the checkpoint, so a resumed
+    run keeps comparing against the epoch it had kept, and the test period never chooses the weights.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.epochs_seen, self.epoch, self.val_loss = 0, 0, math.inf
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def observe(self, val_loss: float) -> None:
+        """Called once per epoch with its validation loss: keeps a copy of the weights if it is the best."""
+        self.epochs_seen += 1
+        if val_loss < self.val_loss:
+            self.epoch, self.val_loss = self.epochs_seen, val_loss
+            self.weights = copy.deepcopy(self.model.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs_seen": self.epochs_seen, "epoch": self.epoch, "val_loss": self.val_loss,
+                "weights": self.weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs_seen, self.epoch, self.val_loss, self.weights = (
+            state["epochs_seen"], state["epoch"], state["val_loss"], state["weights"])
+
+
 Step = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 
@@ -246,7 +251,8 @@ def run_epochs(parts: dict[str, Any], step: Step, *, epochs: int, n_train: int, 
     ``parts`` are the stateful objects a checkpoint holds, by name (models, optimisers,
     schedulers); ``step(index)`` runs one optimisation step on the training rows ``index``
     and returns the batch's per-sample *sums*, averaged over the epoch into the record;
-    ``after_epoch()`` adds the epoch's validation figures. Every returned value is watched
+    ``after_epoch()`` adds the epoch's validation figures (its time is recorded as ``eval_seconds``,
+    within the epoch's ``seconds``). Every returned value is watched
     for NaN, and the run resumes from ``checkpoint`` when it matches ``fingerprint``.
     """
     steps_per_epoch = math.ceil(n_train / batch_size)
@@ -286,10 +292,13 @@ def run_epochs(parts: dict[str, Any], step: Step, *, epochs: int, n_train: int, 
                 if number % 50 == 0:
                     steps.set_postfix({name: f"{value:.4f}" for name, value in values.items()})
         record = {"epoch": epoch + 1, **{name: total.item() / n_train for name, total in totals.items()}}
+        evaluated = time.perf_counter()
         record.update(after_epoch())
+        record["eval_seconds"] = time.perf_counter() - evaluated  # so a benchmark can time the training alone
         record["seconds"] = time.perf_counter() - started
         history.epochs.append(record)
-        epochs_bar.set_postfix({name: f"{value:.4f}" for name, value in record.items() if name != "epoch"})
+        epochs_bar.set_postfix({name: f"{value:.4f}" for name, value in record.items()
+                                if name not in ("epoch", "eval_seconds")})
         save_checkpoint(checkpoint, {"fingerprint": fingerprint, **{name: part.state_dict() for name, part in parts.items()},
                                      "rng": torch.get_rng_state(), "history": history.epochs})
     return history

@@ -1,8 +1,8 @@
 """Run pipeline stages in a warm interpreter: the libraries are imported once, not once per stage.
 
 Every stage is a fresh ``python -m stages.<verb> <id>`` process, and on 2 CPU cores most of a
-small stage is importing torch, matplotlib, DVCLive and friends (4–5 s) before a second of
-work. So ``python -m stages.<verb>`` hands the stage (``stages/__init__.py``) to a *warm server*: a process of the same interpreter,
+small stage is importing torch, matplotlib, DVCLive and friends before a moment of work
+(BENCHMARKS.md has the measured cost). So ``python -m stages.<verb>`` hands the stage (``stages/__init__.py``) to a *warm server*: a process of the same interpreter,
 started on first use, that has imported those libraries (never lessonflow or the stages,
 so edited code always runs) and forks one child per stage. The child takes over the
 caller's standard streams, working directory, environment, ``sys.path`` and umask and runs

@@ -324,3 +324,61 @@ class GAN(nn.Module):
 
     def forward(self, z):
         return self.generator(z)
+
+
+class FrozenScaleBatchNorm(nn.BatchNorm2d):
+    """Batch norm whose scale stays 1 (only the shift learns): airbench94's choice, one fewer knob per channel."""
+
+    def __init__(self, width: int, momentum: float = 0.6):
+        super().__init__(width, eps=1e-12, momentum=1 - momentum)
+        self.weight.requires_grad = False
+
+
+def _dirac_conv(c_in: int, c_out: int) -> nn.Conv2d:
+    """A 3x3 conv whose first ``c_in`` filters start as the identity, so a fresh net passes its input through."""
+    conv = nn.Conv2d(c_in, c_out, 3, padding="same", bias=False)
+    nn.init.dirac_(conv.weight.data[:c_in])
+    return conv
+
+
+class ConvGroup(nn.Sequential):
+    """conv, max-pool, BN, GELU, conv, BN, GELU: one resolution stage of airbench94."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(_dirac_conv(c_in, c_out), nn.MaxPool2d(2), FrozenScaleBatchNorm(c_out), nn.GELU(),
+                         _dirac_conv(c_out, c_out), FrozenScaleBatchNorm(c_out), nn.GELU())
+
+
+@register("airbench")
+class AirbenchNet(nn.Module):
+    """airbench94's net (Keller Jordan, cifar10-airbench): a frozen 2x2 whitening conv, three conv groups, a scaled linear head.
+
+    ``widths`` defaults to airbench94's (64, 256, 256); on a CPU narrower stages buy epochs
+    (BENCHMARKS.md, CIFAR-fast). ``whiten`` must be called with training images before training:
+    the first layer is not learned but set from the eigenvectors of their 2x2 patch covariance.
+    """
+
+    def __init__(self, in_shape, num_classes, widths: list[int] = (64, 256, 256), scale: float = 1 / 9):
+        super().__init__()
+        channels, kernel = in_shape[0], 2
+        self.whitening = nn.Conv2d(channels, 2 * channels * kernel ** 2, kernel, padding=0, bias=True)
+        self.whitening.weight.requires_grad = False
+        stages, width = [], self.whitening.out_channels
+        for out in widths:
+            stages.append(ConvGroup(width, out))
+            width = out
+        self.body = nn.Sequential(nn.GELU(), *stages, nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.head = nn.Linear(width, num_classes, bias=False)
+        self.scale = scale
+
+    @torch.no_grad()
+    def whiten(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the first layer to ZCA-like filters of ``images`` (normalised float, N x C x H x W), ± each eigenvector."""
+        c, (h, w) = images.shape[1], self.whitening.kernel_size
+        patches = images.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c * h * w).float()
+        eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (eigenvectors.T.reshape(-1, c, h, w) / torch.sqrt(eigenvalues + eps).view(-1, 1, 1, 1)).flip(0)
+        self.whitening.weight.copy_(torch.cat([filters, -filters]))
+
+    def forward(self, x):
+        return self.head(self.body(self.whitening(x))) * self.scale

@@ -1,8 +1,9 @@
 """Thin DVC stage entry points: ``python -m stages.<verb> <id>``.
 
-Each stage validates the whole ``params.yaml`` first, then calls one library
-function. Errors a user can fix (bad params, missing or corrupt data) are printed
-as one readable message with exit status 1 instead of a traceback.
+Each stage validates ``params.yaml`` first (its shape, and in full the entry it works on; the
+``check`` stage before it checked every entry), then calls one library function. Errors a user
+can fix (bad params, missing or corrupt data) are printed as one readable message with exit
+status 1 instead of a traceback.
 
 ``python -m stages.<verb>`` imports this package before the stage module, so its first lines
 stop a run by an interpreter that lacks the project's packages (one line says which Python
@@ -27,10 +28,9 @@ import logging  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
-from lessonflow.datasets.fetch import ChecksumError, DownloadError  # noqa: E402
-from lessonflow.params import ParamsError, load_params  # noqa: E402
+from lessonflow.errors import ChecksumError, DivergedError, DownloadError, ParamsError  # noqa: E402
+from lessonflow.params import Params, load_params  # noqa: E402
 from lessonflow.paths import Layout  # noqa: E402
-from lessonflow.training import DivergedError  # noqa: E402
 
 USER_ERRORS = (ParamsError, ChecksumError, DownloadError, DivergedError, FileNotFoundError, RuntimeError, ValueError)
 
@@ -43,15 +43,20 @@ def run_stage(verb: str, section: str, action: Callable[..., object]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     layout = Layout.here()
     try:
-        params = load_params(layout.params)
-        known = getattr(params, section)
-        if args.id not in known:
-            raise ParamsError(f"{section}: no entry {args.id!r}; known: {', '.join(sorted(known))}")
-        action(args.id, params, layout)
+        action(args.id, stage_params(layout, section, args.id), layout)
     except USER_ERRORS as err:
         print(f"{verb}@{args.id} failed: {err}", file=sys.stderr)
         sys.exit(1)
     exit_without_teardown()
+
+
+def stage_params(layout: Layout, section: str, key: str) -> Params:
+    """params.yaml with ``<section>.<key>`` checked in full: only its lesson's kind or its dataset is imported."""
+    params = load_params(layout.params, lessons=[key] if section == "lessons" else [],
+                         datasets=[key] if section == "datasets" else [])
+    if key not in getattr(params, section):
+        raise ParamsError(f"{section}: no entry {key!r}; known: {', '.join(sorted(getattr(params, section)))}")
+    return params
 
 
 def exit_without_teardown() -> None:

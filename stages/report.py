@@ -3,10 +3,15 @@
 import argparse
 import sys
 
-from lessonflow.params import load_params
+from lessonflow.params import Params, load_params
 from lessonflow.paths import Layout
 from lessonflow.report import build_report
 from stages import USER_ERRORS
+
+
+def stage_params(layout: Layout) -> Params:
+    """Every lesson in full (the report shows them all); the datasets' sources are not its business."""
+    return load_params(layout.params, datasets=[])
 
 
 def main() -> None:
@@ -16,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     layout = Layout.here()
     try:
-        page = build_report(load_params(layout.params), layout, since=args.since)
+        page = build_report(stage_params(layout), layout, since=args.since)
     except USER_ERRORS as err:
         print(f"report failed: {err}", file=sys.stderr)
         sys.exit(1)

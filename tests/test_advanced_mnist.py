@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import dvc, project_params, read_json
+
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
 from lessonflow.lessons import LessonRun, evaluate_lesson, train_lesson
 from lessonflow.params import DatasetParams, parse_params
@@ -168,7 +168,7 @@ def test_train_split_decides_whether_the_validation_images_are_trained_on(tiny_d
 
 def test_a_resumed_gan_ends_where_an_uninterrupted_one_ends(tiny_digits, tmp_path):
     from lessonflow.kinds.gan import train_gan
-    from lessonflow.training import make_deterministic
+    from lessonflow.runtime import make_deterministic
 
     data = load_prepared(Layout(tiny_digits).prepared("mnist"))
 

@@ -28,9 +28,9 @@ from lessonflow.kinds.classifier import KIND
 from lessonflow.lessons import LessonRun
 from lessonflow.params import DatasetParams, parse_params
 from lessonflow.paths import Layout
-from lessonflow.training import (
-    Augmentation, TrainConfig, augment_batch, make_deterministic, predict_logits, score, to_inputs, train_classifier,
-)
+from lessonflow.runtime import make_deterministic
+from lessonflow.schema import Augmentation
+from lessonflow.training import TrainConfig, augment_batch, predict_logits, score, to_inputs, train_classifier
 from lessonflow.zoo import BasicBlock, build_model
 
 CPU = torch.device("cpu")

@@ -104,7 +104,13 @@ def test_dvc_repro_with_bad_params_fails_before_any_work(quick_built, tmp_path):
     result = dvc(repo, "repro", "evaluate@mnist-logreg", check=False, env=project_env())
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "train@mnist-logreg failed: params.yaml is invalid" in output
+    assert "check failed: params.yaml is invalid" in output  # the first stage of every build
     assert "lessons.mnist-logreg.optimizer.name" in output and "'sgd'" in output
+    assert "Traceback" not in output
+    assert snapshot(repo) == before
+
+    alone = dvc(repo, "repro", "--single-item", "train@mnist-logreg", check=False, env=project_env())
+    output = alone.stdout + alone.stderr  # the stage run by itself checks its own lesson as well
+    assert alone.returncode != 0 and "train@mnist-logreg failed: params.yaml is invalid" in output
     assert "Traceback" not in output
     assert snapshot(repo) == before

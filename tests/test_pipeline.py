@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import yaml
 
+from lessonflow.records import RUN_FACTS
+
 from conftest import MNIST_LESSONS, commit_all, dvc, project_params, read_json, stages_ran
 
 
@@ -16,6 +18,16 @@ def test_default_profile_builds_every_mnist_lesson_offline(built_project):
         assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_loss"] > 0
         assert "seed" in metrics and "reference_accuracy" in metrics
 
+
+def test_every_lesson_of_every_kind_records_the_same_run_facts(built_project):
+    """One set of names for how long, where, on which data and from which seed, whatever the kind."""
+    for lesson, entry in project_params()["lessons"].items():
+        logs = {log: read_json(built_project / "results" / lesson / log / "metrics.json") for log in ("train", "eval")}
+        for log, metrics in logs.items():
+            assert set(RUN_FACTS) <= set(metrics), (lesson, log, sorted(metrics))
+        assert {key: logs["eval"][key] for key in RUN_FACTS} == {key: logs["train"][key] for key in RUN_FACTS}, lesson
+        facts = logs["train"]
+        assert facts["seed"] == entry.get("seed", 0) and facts["device"] == "cpu" and facts["train_seconds"] >= 0, lesson
 
 
 def test_every_classifier_learns_the_embedded_digits(built_project):

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-from lessonflow.training import Augmentation, TrainConfig, make_deterministic, train_classifier
-from lessonflow.zoo import build_model
-
 from conftest import BIN, ONE_THREAD, QUICK_LESSONS, clone, copy_project, dvc, project_env, read_json, run
+
+from lessonflow.runtime import make_deterministic
+from lessonflow.schema import Augmentation
+from lessonflow.training import TrainConfig, train_classifier
+from lessonflow.zoo import build_model
 
 ENV = project_env(**ONE_THREAD)
 TIMING = ("train_seconds",)

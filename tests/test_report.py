@@ -115,19 +115,23 @@ def test_a_lesson_of_an_unseen_kind_gets_its_result_curves_and_pictures(tmp_path
         figure, _ = plt.subplots()
         live.log_image("reconstructions.png", figure)
     lesson = SimpleNamespace(kind="autoencoder", dataset="mnist", reference="train loss ≈0.032–0.036",
-                             reference_accuracy=None)
+                             reference_accuracy=None, beyond_tutorial=True)
     images = tmp_path / "reports" / "images"
     result = collect_lesson("mnist-ae", lesson, layout, images)
     assert result.headline == ("test_mse", 0.031) and result.verdict == "no reference result"
     assert [image.name for image in result.images] == ["curves.png", "eval-reconstructions.png"]
     assert all(image.read_bytes().startswith(PNG) for image in result.images)
     missing = collect_lesson("mnist-gan", SimpleNamespace(kind="gan", dataset="mnist", reference="none reported",
-                                                          reference_accuracy=None), layout, images)
+                                                          reference_accuracy=None, beyond_tutorial=False), layout, images)
     changes = Comparison("HEAD", "workspace", [Change("mnist-ae", "test_mse", 0.04, 0.031)], [])
     report = Report([result, missing], [], changes, "embedded", Trends(None, [], "no history here"))
     markdown = render_markdown(report, tmp_path / "reports")
     assert "| mnist-ae " in markdown and "0.031 test_mse" in markdown and "2.5 s" in markdown
     assert "| mnist-gan " in markdown and "not built" in markdown
+    assert "| mnist-ae (beyond the tutorial) " in markdown  # a lesson past its tutorial says so, here and below
+    assert "autoencoder on mnist; beyond the tutorial, measured against train loss" in markdown
+    assert "gan on mnist; tutorial: none reported" in markdown
+    assert "beyond the tutorial, measured against train loss" in render_html(report)
     assert "-0.0090 (better)" in markdown  # a lower error is better
     assert render_html(report).count("<img ") == 2
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, dvc, project_env, read_json
+
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
 from lessonflow.datasets.fetch import DownloadError
 from lessonflow.datasets.stock import (
@@ -21,7 +21,7 @@ from lessonflow.kinds.stock import build_for, direction_report, fit, inputs, pri
 from lessonflow.lessons import LessonRun, evaluate_lesson, train_lesson
 from lessonflow.params import DatasetParams, ParamsError, load_params, parse_params
 from lessonflow.paths import Layout
-from lessonflow.training import make_deterministic
+from lessonflow.runtime import make_deterministic
 
 STOCK_LESSONS = ["stock-mlp", "stock-lstm", "stock-updown", "stock-updown-lstm"]
 ONE_THREAD = {"LESSONFLOW_THREADS": "1"}  # small models: one thread is fastest on a shared CPU
@@ -237,10 +237,10 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(small_stock
     _, _, killed = fit_for(1, tmp_path / "resumed.pt")  # "killed" after one epoch
     resumed, resumed_best, history = fit_for(3, tmp_path / "resumed.pt")
     assert history.epochs[0] == killed.epochs[0] and len(history.epochs) == 3  # epoch 1 came from the checkpoint
-    assert straight_best["epoch"] == resumed_best["epoch"]
+    assert straight_best.epoch == resumed_best.epoch and straight_best.val_loss == resumed_best.val_loss
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
-        assert torch.equal(straight_best["model"][key], resumed_best["model"][key]), key
+        assert torch.equal(straight_best.weights[key], resumed_best.weights[key]), key
 
 
 def test_dvc_repro_builds_stock_mlp_with_its_verdict_and_plot(project):

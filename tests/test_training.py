@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lessonflow.training import (
-    DivergedError, TrainConfig, eval_batch_size, make_deterministic, pick_device, predict_logits, train_classifier,
-)
+from lessonflow.errors import DivergedError
+from lessonflow.runtime import make_deterministic, pick_device
+from lessonflow.training import TrainConfig, eval_batch_size, predict_logits, train_classifier
 from lessonflow.zoo import build_model
 
 

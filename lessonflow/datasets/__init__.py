@@ -12,6 +12,7 @@ A dataset module only supplies the source-specific parts (a :class:`DatasetSpec`
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Callable
@@ -56,12 +57,24 @@ class DatasetSpec:
     live_sources: tuple[str, ...] = ()
 
 
-DATASETS: dict[str, DatasetSpec] = {}
+# Every dataset, by its params.yaml name; its module is the name with "_" for "-". A stage imports
+# only the module of the dataset it works on (``spec``), so its code deps in dvc.yaml stay exact.
+NAMES = ("mnist", "cifar", "sign-digits", "boston", "pima", "toy", "stock")
+_SPECS: dict[str, DatasetSpec] = {}
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
-    DATASETS[spec.name] = spec
+    _SPECS[spec.name] = spec
     return spec
+
+
+def spec(name: str) -> DatasetSpec:
+    """The dataset's spec, importing (and so registering) its module on first use."""
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(sorted(NAMES))}")
+    if name not in _SPECS:
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
+    return _SPECS[name]
 
 
 def resolve_source(requested: str, profile: str) -> str:
@@ -85,13 +98,13 @@ def mirror_root() -> Path:
 
 def download_dataset(name: str, dataset_params: Any, profile: str, raw_dir: Path) -> str:
     """Fill ``raw_dir`` from the resolved source; the old folder survives until the new one is complete."""
-    spec = DATASETS[name]
+    dataset = spec(name)
     source = resolve_source(dataset_params.source, profile)
-    if source not in spec.sources:
+    if source not in dataset.sources:
         raise ValueError(f"datasets.{name}.source: {source!r} is not available for {name}; "
-                         f"allowed: auto, {', '.join(spec.sources)}")
+                         f"allowed: auto, {', '.join(dataset.sources)}")
     with atomic_dir(raw_dir) as staging:
-        spec.fetch(source, staging, dataset_params)
+        dataset.fetch(source, staging, dataset_params)
         (staging / MANIFEST).write_text(json.dumps({"dataset": name, "source": source}, indent=2) + "\n")
     return source
 
@@ -112,9 +125,8 @@ def split_validation(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: in
 
 
 def prepare_dataset(name: str, dataset_params: Any, raw_dir: Path, out_path: Path) -> dict[str, Any]:
-    spec = DATASETS[name]
     source = read_source(raw_dir)
-    splits = spec.decode(source, raw_dir, dataset_params)
+    splits = spec(name).decode(source, raw_dir, dataset_params)
     if isinstance(splits, Splits):
         x_train, y_train, x_val, y_val = split_validation(splits.x_train, splits.y_train, dataset_params.val_fraction)
         prepared = {
@@ -134,10 +146,3 @@ def load_prepared(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} missing: run the prepare stage first (dvc repro)")
     return torch.load(path, weights_only=True)
 
-
-# Importing the modules registers their specs.
-from lessonflow.datasets import mnist  # noqa: E402,F401
-from lessonflow.datasets import toy  # noqa: E402,F401
-from lessonflow.datasets import cifar  # noqa: E402,F401
-from lessonflow.datasets import stock  # noqa: E402,F401
-from lessonflow.datasets import sign_digits, boston, pima  # noqa: E402,F401

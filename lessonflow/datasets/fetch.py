@@ -21,18 +21,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lessonflow.atomic import atomic_path
+from lessonflow.errors import ChecksumError, DownloadError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-
-
-class ChecksumError(RuntimeError):
-    """The bytes on disk are not the bytes the dataset publishes."""
-
-
-class DownloadError(RuntimeError):
-    """Every mirror failed; the message lists what each one answered."""
 
 
 def sha256_of(path: Path, *, gunzip: bool = False) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from lessonflow.datasets import DatasetSpec, Splits, mirror_root, register
 from lessonflow.datasets.fetch import copy_verified, download, verify
 

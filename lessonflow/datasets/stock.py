@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lessonflow.datasets import DatasetSpec, register
 from lessonflow.datasets.fetch import DownloadError
-from lessonflow.params import ParamsError, _describe
+from lessonflow.schema import ParamsError, describe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,7 +65,7 @@ def stock_options(params: Any) -> StockOptions:
     try:
         return StockOptions.model_validate(params.options)
     except ValidationError as err:
-        raise ParamsError("; ".join(_describe(err, StockOptions, ("datasets", "stock", "options")))) from None
+        raise ParamsError("; ".join(describe(err, StockOptions, ("datasets", "stock", "options")))) from None
 
 
 def validate_prices(frame: pd.DataFrame | None, where: str, min_rows: int = 1) -> pd.DataFrame:

@@ -17,12 +17,11 @@ from torch.nn import functional as F
 
 from lessonflow.atomic import atomic_path
 from lessonflow.figures import code_scatter_3d, image_grid
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import TrainedLesson
-from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.records import carried_facts, live_log, log_curves, outputs_of, read_metrics, run_facts
 from lessonflow.training import (
-    TrainConfig, descend, eval_batch_size, make_optimizer, make_scheduler,
-    run_epochs, to_inputs,
+    TrainConfig, TrainedLesson, descend, eval_batch_size, make_optimizer, make_scheduler, run_epochs, to_inputs,
 )
 from lessonflow.zoo import build_model
 
@@ -84,9 +83,8 @@ def train(run: LessonRun) -> None:
         torch.save(model.cpu().state_dict(), tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, history.epochs, CURVES)
-        live.summary.update(train_seconds=round(history.train_seconds, 3), epochs=len(history.epochs),
-                            final_train_loss=round(history.epochs[-1]["train_loss"], 6),
-                            device=device.type, data_source=data["source"])
+        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
+                            epochs=len(history.epochs), final_train_loss=round(history.epochs[-1]["train_loss"], 6))
 
 
 def one_per_class(labels: torch.Tensor, classes: list[str]) -> torch.Tensor:
@@ -99,7 +97,7 @@ def to_pixels(images: torch.Tensor) -> np.ndarray:
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout = run.lesson, run.layout
+    layout = run.layout
     model, data, device = run.load_trained(build)
     x_test, y_test = data["x_test"], data["y_test"]
     codes, rebuilt = encode_decode(model, x_test, device)
@@ -109,8 +107,7 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         "test_mse": round(per_image.mean().item(), 6),
         "val_mse": round(reconstruction_mse(model, data["x_val"], device), 6),
         "final_train_loss": trained["final_train_loss"], "test_samples": len(y_test),
-        "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "device": trained["device"],
-        "data_source": data["source"], "seed": lesson.seed,
+        "epochs": trained["epochs"], **carried_facts(trained),
     }
     shown = one_per_class(y_test, data["classes"])
     with live_log(layout.eval_log(run.lesson_id)) as live:

@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from lessonflow.classification import evaluate_with, fit
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import OptimizerParams, ParamsError, ScheduleName, Strict, TrainedLesson, TrainSplit
-from lessonflow.training import Augmentation, TrainConfig
+from lessonflow.classification import cross_entropy_trainer, evaluate_with, fit, plain_logits
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.schema import Augmentation, OptimizerParams, ParamsError, ScheduleName, Strict, TrainSplit
+from lessonflow.training import TrainConfig, TrainedLesson
 
 LOG = logging.getLogger(__name__)
 
@@ -77,11 +78,11 @@ def train(run: LessonRun) -> None:
                      run.lesson_id, lesson.embedded.model_dump(exclude_none=True))
         return train_config(lesson, data_source)
 
-    fit(run, configure, lesson.train_split, recipe=lesson.recipe)
+    fit(run, cross_entropy_trainer(configure), lesson.train_split, recipe=lesson.recipe)
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
-    return evaluate_with(run, run.lesson.chosen().normalize)
+    return evaluate_with(run, plain_logits(run.lesson.chosen().normalize))
 
 
 KIND = LessonKind(schema=ClassifierLesson, train=train, evaluate=evaluate)

@@ -28,9 +28,10 @@ from lessonflow.atomic import atomic_path
 from lessonflow.datasets import load_prepared
 from lessonflow.datasets.toy import point_set
 from lessonflow.figures import curve_panels
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import LessonBase
-from lessonflow.records import live_log, log_curves, read_metrics
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
+from lessonflow.schema import LessonBase
 
 ModelName = Literal["linear", "quadratic"]
 ModeName = Literal["batch", "sample"]
@@ -122,8 +123,7 @@ def train(run: LessonRun) -> None:
     with live_log(layout.train_log(run.lesson_id)) as live:
         rows = [dict(zip(state["curves"], losses)) for losses in zip(*state["curves"].values())]
         log_curves(live, rows, {name: f"train/mse/{name}" for name in state["curves"]})
-        live.summary.update(train_seconds=round(seconds, 6), epochs=lesson.epochs, data_source=data["source"],
-                            seed=lesson.seed, device="cpu")
+        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed), epochs=lesson.epochs)
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
@@ -150,8 +150,8 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
     trained = read_metrics(layout.train_log(run.lesson_id))
     first = next(iter(state["theta"]))  # headline numbers at the top: the first run listed
     metrics = {**metrics[first], "headline_run": first, **metrics}
-    metrics.update(gradients=lesson.gradients, epochs=trained["epochs"], data_source=trained["data_source"],
-                   seed=lesson.seed, device=trained["device"], reference=lesson.reference)
+    metrics.update(gradients=lesson.gradients, epochs=trained["epochs"], **carried_facts(trained),
+                   reference=lesson.reference)
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)
         live.log_image("loss_curves.png", curve_panels(

@@ -19,10 +19,11 @@ from pydantic import Field, model_validator
 from lessonflow.atomic import atomic_path
 from lessonflow.datasets import load_prepared
 from lessonflow.datasets.toy import point_set
-from lessonflow.figures import plt  # off-screen backend
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import LessonBase, Strict
-from lessonflow.records import live_log, read_metrics
+from lessonflow.figures import loss_surface, minimum_curve
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.records import carried_facts, live_log, read_metrics, run_facts
+from lessonflow.schema import LessonBase, Strict
 
 
 class GridRange(Strict):
@@ -76,33 +77,8 @@ def train(run: LessonRun) -> None:
     with atomic_path(layout.model(run.lesson_id)) as tmp:
         torch.save({name: torch.from_numpy(values) for name, values in grids.items()}, tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:
-        live.summary.update(train_seconds=round(seconds, 6), grid_points=int(line_mse.size + surface_mse.size),
-                            data_source=data["source"], seed=lesson.seed)
-
-
-def line_figure(w: np.ndarray, mse: np.ndarray, best: int, title: str):
-    figure, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(w, mse)
-    ax.scatter([w[best]], [mse[best]], color="red", zorder=3, label=f"minimum at w={w[best]:.2f}")
-    ax.set_xlabel("w")
-    ax.set_ylabel("Loss (MSE)")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(True)
-    figure.tight_layout()
-    return figure
-
-
-def surface_figure(w: np.ndarray, b: np.ndarray, mse: np.ndarray, title: str):
-    figure = plt.figure(figsize=(6.5, 5), dpi=100)
-    ax = figure.add_subplot(projection="3d")
-    ax.plot_surface(w, b, mse, cmap="viridis")
-    ax.set_xlabel("w")
-    ax.set_ylabel("b")
-    ax.set_zlabel("Loss (MSE)")
-    ax.set_title(title)
-    figure.tight_layout()
-    return figure
+        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed),
+                            grid_points=int(line_mse.size + surface_mse.size))
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
@@ -121,14 +97,13 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         "surface": {"w": round(sw, 6), "b": round(sb, 6),
                     "final_loss": round(float(grids["surface_mse"][row, column]), 6),
                     key: round(sw * lesson.predict_at + sb, 6)},
-        "grid_points": trained["grid_points"], "data_source": trained["data_source"], "seed": lesson.seed,
-        "reference": lesson.reference,
+        "grid_points": trained["grid_points"], **carried_facts(trained), "reference": lesson.reference,
     }
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)
-        live.log_image("loss_over_w.png", line_figure(
-            grids["w"], grids["line_mse"], best, f"{run.lesson_id}: MSE of y = w·x ({lesson.line_points})"))
-        live.log_image("loss_surface.png", surface_figure(
+        live.log_image("loss_over_w.png", minimum_curve(
+            grids["w"], grids["line_mse"], f"{run.lesson_id}: MSE of y = w·x ({lesson.line_points})", "w", "Loss (MSE)"))
+        live.log_image("loss_surface.png", loss_surface(
             grids["surface_w"], grids["surface_b"], grids["surface_mse"],
             f"{run.lesson_id}: MSE of y = w·x + b ({lesson.surface_points})"))
     return metrics

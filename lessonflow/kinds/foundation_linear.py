@@ -27,11 +27,14 @@ from torch import nn
 from lessonflow.atomic import atomic_path
 from lessonflow.datasets import load_prepared
 from lessonflow.datasets.toy import point_set
-from lessonflow.figures import curve_panels, plt
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import LessonBase, OptimizerName
-from lessonflow.records import live_log, log_curves, read_metrics
-from lessonflow.training import DivergedError, TrainConfig, make_deterministic, make_optimizer, pick_device
+from lessonflow.errors import DivergedError
+from lessonflow.figures import curve_panels, fitted_curves
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
+from lessonflow.runtime import make_deterministic, pick_device
+from lessonflow.schema import LessonBase, OptimizerName
+from lessonflow.training import TrainConfig, make_optimizer
 
 CURVE_POINTS = 200
 
@@ -107,8 +110,7 @@ def train(run: LessonRun) -> None:
     with live_log(layout.train_log(run.lesson_id)) as live:
         rows = [dict(zip(state["curves"], losses)) for losses in zip(*state["curves"].values())]
         log_curves(live, rows, {name: f"train/loss/{name}" for name in state["curves"]})
-        live.summary.update(train_seconds=round(seconds, 6), epochs=lesson.epochs, device=device.type,
-                            data_source=data["source"], seed=lesson.seed)
+        live.summary.update(**run_facts(seconds, device.type, data["source"], lesson.seed), epochs=lesson.epochs)
 
 
 def linear_from(weights: dict[str, torch.Tensor]) -> nn.Linear:
@@ -117,38 +119,10 @@ def linear_from(weights: dict[str, torch.Tensor]) -> nn.Linear:
     return linear
 
 
-def fitted_line_figure(x: np.ndarray, y: np.ndarray, lines: dict[str, nn.Linear], title: str):
-    """The points and each optimiser's line over the points' range (000 draws it as predicted points)."""
-    figure, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.scatter(x, y, color="red", zorder=3, label="data")
-    grid = torch.linspace(float(x.min()), float(x.max()), CURVE_POINTS).view(-1, 1)
-    for name, linear in lines.items():
-        with torch.no_grad():
-            ax.plot(grid.flatten().numpy(), linear(grid).flatten().numpy(), label=name)
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(True)
-    figure.tight_layout()
-    return figure
-
-
-def probability_figure(lesson: Any, lines: dict[str, nn.Linear], title: str):
-    """002 §7: probability of passing over 0–10 hours, with the 0.5 decision line in red."""
-    start, stop = lesson.curve_range
-    hours = torch.linspace(start, stop, CURVE_POINTS).view(-1, 1)
-    figure, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for name, linear in lines.items():
-        ax.plot(hours.flatten().numpy(), predict(lesson, linear, hours).flatten().numpy(), label=name)
-    ax.plot([start, stop], [0.5, 0.5], c="r")
-    ax.set_xlabel("Hours")
-    ax.set_ylabel("Probability of Pass")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(True)
-    figure.tight_layout()
-    return figure
+def curves_over(lesson: Any, lines: dict[str, nn.Linear], x: torch.Tensor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each optimiser's predictions over the inputs ``x``, as arrays to draw."""
+    x = x.view(-1, 1)
+    return {name: (x.flatten().numpy(), predict(lesson, linear, x).flatten().numpy()) for name, linear in lines.items()}
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
@@ -170,20 +144,21 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
     metrics = {**metrics[first], "headline_run": first, **metrics}
     metrics.update(initial={"w": round(state["initial"]["weight"].item(), 6),
                             "b": round(state["initial"]["bias"].item(), 6)}, epochs=trained["epochs"],
-                   device=trained["device"], data_source=trained["data_source"], seed=lesson.seed,
-                   reference=lesson.reference)
+                   **carried_facts(trained), reference=lesson.reference)
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)
         live.log_image("loss_curves.png", curve_panels(
             state["curves"], f"{run.lesson_id}: loss per epoch (same initial weights)",
             ylabel=f"{'BCE' if lesson.output == 'sigmoid' else 'MSE'} ({lesson.reduction})"))
-        if lesson.output == "sigmoid":
-            live.log_image("probability_curve.png", probability_figure(
-                lesson, lines, f"{run.lesson_id}: probability of pass"))
-        else:
-            live.log_image("fitted_line.png", fitted_line_figure(
-                points["x"].flatten().numpy(), points["y"].flatten().numpy(), lines,
-                f"{run.lesson_id}: fitted line ({lesson.points})"))
+        if lesson.output == "sigmoid":  # 002 §7: probability of passing over the hours, the 0.5 decision line in red
+            live.log_image("probability_curve.png", fitted_curves(
+                curves_over(lesson, lines, torch.linspace(*lesson.curve_range, CURVE_POINTS)),
+                f"{run.lesson_id}: probability of pass", xlabel="Hours", ylabel="Probability of Pass", level=0.5))
+        else:  # 000 draws the line as predicted points; here it runs over the points' range
+            x, y = points["x"].flatten(), points["y"].flatten()
+            live.log_image("fitted_line.png", fitted_curves(
+                curves_over(lesson, lines, torch.linspace(float(x.min()), float(x.max()), CURVE_POINTS)),
+                f"{run.lesson_id}: fitted line ({lesson.points})", points={"data": (x.numpy(), y.numpy())}))
     return metrics
 
 

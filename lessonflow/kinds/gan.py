@@ -23,12 +23,13 @@ from torch.nn import functional as F
 from lessonflow.atomic import atomic_path
 from lessonflow.datasets import load_prepared
 from lessonflow.figures import class_histogram, image_grid
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import TrainedLesson, Training
-from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.records import carried_facts, live_log, log_curves, outputs_of, read_metrics, run_facts
+from lessonflow.runtime import make_deterministic, pick_device
 from lessonflow.training import (
-    TrainConfig, descend, make_deterministic, make_optimizer, make_scheduler, pick_device, predict_logits,
-    run_epochs, score, to_inputs, train_classifier,
+    TrainConfig, TrainedLesson, Training, descend, make_optimizer, make_scheduler, predict_logits, run_epochs,
+    score, to_inputs, train_classifier,
 )
 from lessonflow.zoo import build_model
 
@@ -112,11 +113,11 @@ def train(run: LessonRun) -> None:
     last = history.epochs[-1]
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, history.epochs, CURVES)
-        live.summary.update(train_seconds=round(history.train_seconds, 3), epochs=len(history.epochs),
+        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
+                            epochs=len(history.epochs),
                             final_d_loss=round(last["d_loss"], 6), final_g_loss=round(last["g_loss"], 6),
                             judge_seconds=round(judge_seconds, 3),
-                            judge_val_accuracy=round(judge_history.epochs[-1]["val_accuracy"], 6),
-                            device=device.type, data_source=data["source"])
+                            judge_val_accuracy=round(judge_history.epochs[-1]["val_accuracy"], 6))
 
 
 @torch.no_grad()
@@ -152,8 +153,7 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         "judge_test_accuracy": round(judge_accuracy, 6),
         "samples": lesson.samples,
         "final_d_loss": trained["final_d_loss"], "final_g_loss": trained["final_g_loss"],
-        "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "device": trained["device"],
-        "data_source": data["source"], "seed": lesson.seed,
+        "epochs": trained["epochs"], **carried_facts(trained),
     }
     shown = min(GRID, len(images))
     with live_log(layout.eval_log(run.lesson_id)) as live:

@@ -25,12 +25,13 @@ from torch import nn
 
 from lessonflow.atomic import atomic_path
 from lessonflow.datasets import load_prepared
-from lessonflow.figures import curve_panels, plt
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import LessonBase
-from lessonflow.records import live_log, log_curves, read_metrics
+from lessonflow.figures import curve_panels, predicted_against_actual
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
+from lessonflow.runtime import make_deterministic
+from lessonflow.schema import LessonBase
 from lessonflow.scratch import framework as fw
-from lessonflow.training import make_deterministic
 
 CURVE_POINTS = 100
 ENGINES = ("framework", "pytorch")
@@ -137,7 +138,8 @@ def train(run: LessonRun) -> None:
         rows = [{"framework": a, "pytorch": b} for a, b in zip(framework_losses[::every], pytorch_losses[::every])]
         log_curves(live, rows, {engine: f"train/mse/{engine}" for engine in ENGINES})
         live.summary.update(framework_seconds=round(framework_seconds, 3), pytorch_seconds=round(pytorch_seconds, 3),
-                            epochs=lesson.epochs, data_source=prepared["source"], device="cpu")
+                            epochs=lesson.epochs,
+                            **run_facts(framework_seconds + pytorch_seconds, "cpu", prepared["source"], lesson.seed))
 
 
 def framework_predict(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -145,20 +147,6 @@ def framework_predict(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarr
     nodes["x"].value, nodes["y"].value = x, np.zeros((len(x), 1))
     fw.forward(graph)
     return graph[-2].value  # linear2, the node before the loss
-
-
-def predictions_figure(y_test: np.ndarray, predicted: dict[str, np.ndarray], title: str):
-    figure, axes = plt.subplots(1, len(predicted), figsize=(5 * len(predicted), 4.4), dpi=100, squeeze=False)
-    low, high = float(y_test.min()), float(y_test.max())
-    for ax, (engine, values) in zip(axes[0], predicted.items()):
-        ax.scatter(y_test, values, s=10, alpha=0.7)
-        ax.plot([low, high], [low, high], color="black", linewidth=1)
-        ax.set_title(engine)
-        ax.set_xlabel("actual")
-        ax.set_ylabel("predicted")
-    figure.suptitle(title)
-    figure.tight_layout()
-    return figure
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
@@ -177,11 +165,10 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
                for engine, values in predicted.items()}
     metrics.update(framework_seconds=trained["framework_seconds"], pytorch_seconds=trained["pytorch_seconds"],
                    max_prediction_gap=float(np.abs(predicted["framework"] - predicted["pytorch"]).max()),
-                   epochs=trained["epochs"], data_source=prepared["source"], seed=lesson.seed,
-                   reference_accuracy=lesson.reference_accuracy)
+                   epochs=trained["epochs"], **carried_facts(trained), reference_accuracy=lesson.reference_accuracy)
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)
-        live.log_image("test_predictions.png", predictions_figure(
+        live.log_image("test_predictions.png", predicted_against_actual(
             data["y_test"][:, 0], {k: v[:, 0] for k, v in predicted.items()}, f"{run.lesson_id}: test split"))
         live.log_image("loss_curves.png", curve_panels(
             {f"{engine}: mean training MSE per epoch": saved["losses"][engine].tolist() for engine in ENGINES},

@@ -19,9 +19,10 @@ from pydantic import Field
 from lessonflow.atomic import atomic_path
 from lessonflow.datasets import load_prepared
 from lessonflow.figures import curve_panels, image_grid
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import LessonBase
-from lessonflow.records import live_log, log_curves, read_metrics
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
+from lessonflow.schema import LessonBase
 from lessonflow.scratch.classifiers import MODELS, accuracy, gradient_descent
 
 WRONG_SHOWN = 16
@@ -62,7 +63,7 @@ def train(run: LessonRun) -> None:
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, [{"cost": c} for c in costs[::lesson.record_every]], {"cost": "train/cost"})
         live.summary.update(final_cost=round(costs[-1], 6), iterations=lesson.iterations,
-                            train_seconds=round(seconds, 3), data_source=data["source"], device="cpu")
+                            **run_facts(seconds, "cpu", data["source"], lesson.seed))
 
 
 def sklearn_accuracies(x_train, y_train, x_test, y_test, max_iter: int) -> tuple[float, float]:
@@ -92,8 +93,7 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         "test_accuracy": round(accuracy(test_probs, y_test), 6),
         "sklearn_train_accuracy": round(sk_train, 6), "sklearn_test_accuracy": round(sk_test, 6),
         "final_cost": trained["final_cost"], "iterations": trained["iterations"],
-        "train_seconds": trained["train_seconds"], "data_source": data["source"], "seed": lesson.seed,
-        "reference_accuracy": lesson.reference_accuracy,
+        **carried_facts(trained), "reference_accuracy": lesson.reference_accuracy,
     }
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)

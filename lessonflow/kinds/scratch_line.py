@@ -18,10 +18,11 @@ from pydantic import Field
 
 from lessonflow.atomic import atomic_path
 from lessonflow.datasets import load_prepared
-from lessonflow.figures import curve_panels, plt
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import LessonBase, Strict
-from lessonflow.records import live_log, log_curves, read_metrics
+from lessonflow.figures import curve_panels, fitted_curves
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
+from lessonflow.schema import LessonBase, Strict
 from lessonflow.scratch.line import fit_line, knn_predict, mse, random_search
 
 CURVE_POINTS = 200
@@ -79,28 +80,13 @@ def train(run: LessonRun) -> None:
     with live_log(layout.train_log(run.lesson_id)) as live:
         every = max(1, len(curve) // CURVE_POINTS)
         log_curves(live, [{"mse": value} for value in curve[::every]], {"mse": "train/mse"})
-        live.summary.update(train_seconds=round(seconds, 6), data_source=data["source"], device="cpu",
-                            feature=data["key_feature"])
+        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed), feature=data["key_feature"])
 
 
 def predictor(model: dict[str, Any], method: Any):
     if method.name == "knn":
         return lambda x: knn_predict(model["x"].numpy(), model["y"].numpy(), np.atleast_1d(x), method.neighbours)
     return lambda x: model["k"] * np.asarray(x) + model["b"]
-
-
-def fit_figure(x_train, y_train, x_test, y_test, predict, feature: str, title: str):
-    figure, axes = plt.subplots(figsize=(6, 4.2), dpi=100)
-    axes.scatter(x_train, y_train, s=8, alpha=0.5, label="train")
-    axes.scatter(x_test, y_test, s=8, alpha=0.7, label="test")
-    grid = np.linspace(min(x_train.min(), x_test.min()), max(x_train.max(), x_test.max()), 200)
-    axes.plot(grid, predict(grid), color="black", label="model")
-    axes.set_xlabel(feature)
-    axes.set_ylabel("target")
-    axes.legend()
-    axes.set_title(title)
-    figure.tight_layout()
-    return figure
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
@@ -118,12 +104,14 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         metrics.update(k=round(model["k"], 6), b=round(model["b"], 6))
         if method.name == "gradient-descent":  # where it ends depends on the random start: 1000 steps do not converge
             metrics.update(start_k=model["k0"], start_b=model["b0"])
-    metrics.update(train_seconds=read_metrics(layout.train_log(run.lesson_id))["train_seconds"],
-                   data_source=data["source"], seed=lesson.seed, reference_accuracy=lesson.reference_accuracy)
+    metrics.update(**carried_facts(read_metrics(layout.train_log(run.lesson_id))),
+                   reference_accuracy=lesson.reference_accuracy)
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)
-        live.log_image("fit.png", fit_figure(x_train, y_train, x_test, y_test, predict, data["key_feature"],
-                                             f"{run.lesson_id}: {method.name}"))
+        grid = np.linspace(min(x_train.min(), x_test.min()), max(x_train.max(), x_test.max()), CURVE_POINTS)
+        live.log_image("fit.png", fitted_curves(
+            {"model": (grid, predict(grid))}, f"{run.lesson_id}: {method.name}",
+            points={"train": (x_train, y_train), "test": (x_test, y_test)}, xlabel=data["key_feature"], ylabel="target"))
         if len(model["curve"]):
             label = "best MSE after each try" if method.name == "random-search" else "MSE after each step"
             live.log_image("loss_curve.png", curve_panels(

@@ -20,25 +20,22 @@ epoch with the lowest validation loss, so the test period plays no part in choos
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
-from tqdm import tqdm
 
 from lessonflow.atomic import atomic_path
-from lessonflow.figures import plt
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import TrainedLesson
-from lessonflow.records import live_log, log_curves, outputs_of, read_metrics
+from lessonflow.figures import direction_forecast, plt, price_forecast
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.records import carried_facts, live_log, log_curves, outputs_of, read_metrics, run_facts
 from lessonflow.training import (
-    DivergedError, History, TrainConfig, epoch_batches, eval_batch_size, load_checkpoint,
-    make_optimizer, make_scheduler, save_checkpoint,
+    BestWeights, History, TrainConfig, TrainedLesson, descend, eval_batch_size, make_optimizer, make_scheduler,
+    run_epochs,
 )
 from lessonflow.zoo import build_model
 
@@ -101,54 +98,31 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Te
 
 
 def fit(model: nn.Module, lesson: Any, data: dict[str, Any], *, device: torch.device, checkpoint, fingerprint: str,
-        label: str) -> tuple[History, dict[str, Any]]:
-    """Mini-batch training with the classifier loop's pieces: seeded shuffles, per-epoch resumable
-    checkpoints, a stop on a non-finite loss. Returns the history and the best-validation weights."""
-    opt = lesson.optimizer
-    cfg = TrainConfig(epochs=lesson.epochs, batch_size=lesson.batch_size, optimizer=opt.name, lr=opt.lr,
-                      momentum=opt.momentum, weight_decay=opt.weight_decay, schedule=lesson.schedule,
-                      seed=lesson.seed)
+        label: str) -> tuple[History, BestWeights]:
+    """The shared epoch loop with this kind's loss, keeping the weights of the best validation epoch."""
+    cfg = TrainConfig.of(lesson)
     model.to(device)
     x_train, y_train = inputs(lesson, data, "train").to(device), targets(lesson, data, "train").to(device)
     x_val, y_val = inputs(lesson, data, "val"), targets(lesson, data, "val")
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, math.ceil(len(y_train) / cfg.batch_size))
     loss_fn = loss_function(lesson)
-    history, best = History(), {"epoch": 0, "val_loss": math.inf, "model": None}
+    best = BestWeights(model)
 
-    resumed = load_checkpoint(checkpoint, fingerprint)
-    if resumed is not None:
-        for part, state in ((model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler")):
-            part.load_state_dict(resumed[state])
-        torch.set_rng_state(resumed["rng"])
-        history.epochs, best = resumed["history"], resumed["best"]
+    def step(index: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = loss_fn(model(x_train[index]).squeeze(-1), y_train[index])
+        descend(loss, optimizer, scheduler)
+        return {"train_loss": loss.detach().double() * len(index)}
 
-    for epoch in tqdm(range(len(history.epochs), cfg.epochs), initial=len(history.epochs), total=cfg.epochs,
-                      desc=label, unit="epoch"):
-        model.train()
-        started, total = time.perf_counter(), 0.0
-        for step, index in enumerate(epoch_batches(len(y_train), cfg.batch_size, cfg.seed, epoch), start=1):
-            index = index.to(device)
-            loss = loss_fn(model(x_train[index]).squeeze(-1), y_train[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            value = loss.item()
-            if not math.isfinite(value):
-                raise DivergedError(f"{label}: loss became {value} at epoch {epoch + 1}, step {step}; "
-                                    "lower the learning rate. Previous results were left untouched.")
-            total += value * len(index)
+    def validate() -> dict[str, float]:
         val_loss = loss_fn(predict(model, x_val, device), y_val).item()
-        history.epochs.append({"epoch": epoch + 1, "train_loss": total / len(y_train), "val_loss": val_loss,
-                               "seconds": time.perf_counter() - started})
-        if val_loss < best["val_loss"]:
-            best = {"epoch": epoch + 1, "val_loss": val_loss, "model": copy.deepcopy(model.state_dict())}
-        save_checkpoint(checkpoint, {
-            "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "history": history.epochs,
-            "best": best,
-        })
+        best.observe(val_loss)
+        return {"val_loss": val_loss}
+
+    history = run_epochs({"model": model, "optimizer": optimizer, "scheduler": scheduler, "best": best}, step,
+                         epochs=cfg.epochs, n_train=len(y_train), batch_size=cfg.batch_size, seed=cfg.seed,
+                         device=device, checkpoint=checkpoint, fingerprint=fingerprint, label=label,
+                         after_epoch=validate)
     return history, best
 
 
@@ -159,12 +133,11 @@ def train(run: LessonRun) -> None:
     history, best = fit(model, lesson, data, device=device, checkpoint=layout.checkpoint(run.lesson_id),
                         fingerprint=fingerprint, label=run.lesson_id)
     with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save({key: value.cpu() for key, value in best["model"].items()}, tmp)
+        torch.save({key: value.cpu() for key, value in best.weights.items()}, tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, history.epochs, CURVES)
-        live.summary.update(train_seconds=round(history.train_seconds, 3), epochs=len(history.epochs),
-                            best_epoch=best["epoch"], best_val_loss=round(best["val_loss"], 6),
-                            device=device.type, data_source=data["source"])
+        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
+                            epochs=len(history.epochs), best_epoch=best.epoch, best_val_loss=round(best.val_loss, 6))
 
 
 def error_sizes(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
@@ -208,52 +181,6 @@ def direction_report(probability_up: np.ndarray, rose: np.ndarray) -> dict[str, 
             "verdict": verdict}
 
 
-def date_axis(ax) -> None:
-    """Short date labels that fit every panel without rotation."""
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-
-
-def price_figure(dates: np.ndarray, actual, predicted, persistence, title: str):
-    """The whole test period, and its last days where the one-day lag of persistence is visible."""
-    days = np.array(dates, dtype="datetime64[D]")
-    figure, axes = plt.subplots(2, 1, figsize=(10, 7), dpi=100)
-    for ax, part in ((axes[0], slice(None)), (axes[1], slice(-ZOOM_DAYS, None))):
-        ax.plot(days[part], actual[part], color="black", lw=1.2, label="actual close")
-        ax.plot(days[part], predicted[part], color="tab:red", lw=1, label="model")
-        ax.plot(days[part], persistence[part], color="tab:blue", lw=1, ls="--", label="persistence (today's close)")
-        ax.grid(True)
-        ax.set_ylabel("close")
-        date_axis(ax)
-    axes[0].set_title(f"{title}: test period")
-    axes[1].set_title(f"last {ZOOM_DAYS} test days")
-    axes[0].legend()
-    figure.tight_layout()
-    return figure
-
-
-def direction_figure(dates: np.ndarray, probability_up, rose, title: str):
-    """Predicted probability of a rise against what happened, and running accuracy against always-up."""
-    days = np.array(dates, dtype="datetime64[D]")
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), dpi=100, sharex=True)
-    top.scatter(days, probability_up, c=np.where(rose > 0.5, "tab:green", "tab:red"), s=6)
-    top.axhline(0.5, color="gray", lw=0.8)
-    top.set_ylabel("predicted P(up)")
-    top.set_title(f"{title}: test period (green: the close rose, red: it fell)")
-    steps = np.arange(1, len(rose) + 1)
-    bottom.plot(days, np.cumsum((probability_up > 0.5) == (rose > 0.5)) / steps, color="tab:red", label="model")
-    bottom.plot(days, np.cumsum(rose) / steps, color="tab:blue", ls="--", label="always up")
-    bottom.set_ylabel("accuracy so far")
-    bottom.grid(True)
-    bottom.legend()
-    date_axis(bottom)
-    figure.tight_layout()
-    return figure
-
-
 def evaluate(run: LessonRun) -> dict[str, Any]:
     lesson, layout = run.lesson, run.layout
     model, data, device = run.load_trained(build_for)
@@ -266,19 +193,18 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         rose = data["up_test"].numpy()
         report = direction_report(probability, rose)
         arrays = {"probability_up": probability, "rose": rose}
-        figure = direction_figure(dates, probability, rose, title)
+        figure = direction_forecast(dates, probability, rose, title)
     else:
         predicted = forecast_close(outputs["test"], data, "test")
         actual, persistence = data["y_test"].numpy(), data["last_close_test"].numpy()
         report = price_report(predicted, actual, persistence)
         arrays = {"predicted": predicted, "actual": actual, "persistence": persistence}
-        figure = price_figure(dates, actual, predicted, persistence, title)
+        figure = price_forecast(dates, actual, predicted, persistence, title, ZOOM_DAYS)
     trained = read_metrics(layout.train_log(run.lesson_id))
     metrics = {
         **report, "val_loss": round(val_loss, 6), "target": lesson.target, "window": lesson.window,
         "test_days": len(dates), "test_start": str(dates[0]), "test_end": str(dates[-1]),
-        "train_seconds": trained["train_seconds"], "epochs": trained["epochs"], "best_epoch": trained["best_epoch"],
-        "device": trained["device"], "data_source": data["source"], "seed": lesson.seed,
+        "epochs": trained["epochs"], "best_epoch": trained["best_epoch"], **carried_facts(trained),
     }
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)

@@ -13,17 +13,18 @@ from typing import Any
 
 import torch
 
-from lessonflow.classification import evaluate_with, fit
-from lessonflow.lessons import LessonKind, LessonRun
-from lessonflow.params import TrainedLesson
-from lessonflow.training import TrainConfig
+from lessonflow.classification import cross_entropy_trainer, evaluate_with, fit, plain_logits
+from lessonflow.kinds import LessonKind
+from lessonflow.lessons import LessonRun
+from lessonflow.training import TrainConfig, TrainedLesson
+
 
 class TabularLesson(TrainedLesson):
     """A classifier of feature rows; the input width comes from the prepared data."""
 
 
 def train(run: LessonRun) -> None:
-    fit(run, lambda data_source: TrainConfig.of(run.lesson))
+    fit(run, cross_entropy_trainer(lambda data_source: TrainConfig.of(run.lesson)))
 
 
 def majority_baseline(y_train: torch.Tensor, y_test: torch.Tensor) -> tuple[int, float]:
@@ -41,7 +42,7 @@ def majority_metrics(data: dict[str, Any], predicted: torch.Tensor) -> dict[str,
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:
-    return evaluate_with(run, None, majority_metrics, show_misclassified=False)
+    return evaluate_with(run, plain_logits(None), majority_metrics, show_misclassified=False)
 
 
 KIND = LessonKind(schema=TabularLesson, train=train, evaluate=evaluate)

@@ -1,0 +1,115 @@
+"""The pieces of the params schema every layer shares, and the wording of its errors.
+
+A leaf module: it imports nothing of the project but its errors, so kinds, datasets, the training loop and
+``params.py`` all build on it without importing each other.
+"""
+
+from __future__ import annotations
+
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lessonflow.errors import ParamsError
+
+Profile = Literal["embedded", "full"]
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+SourceName = Literal["auto", "embedded", "official", "mirror", "csv"]
+OptimizerName = Literal["sgd", "adam", "adamax", "rprop"]
+ScheduleName = Literal["constant", "onecycle"]
+TrainSplit = Literal["train", "train+val"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetParams(Strict):
+    source: SourceName = "auto"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    urls: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelParams(Strict):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OptimizerParams(Strict):
+    name: OptimizerName = "sgd"
+    lr: float = Field(gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class Augmentation(Strict):
+    """Random transforms of the *training* batches (001 §7.7: Resize(40) + RandomHorizontalFlip + RandomCrop(32)).
+
+    ``resize``: scale each image so its shorter side has this many pixels, then crop a
+    random window of the original size back out; ``hflip``: mirror a random half of the
+    images left to right. Evaluation never sees any of it.
+    """
+
+    resize: int | None = Field(None, gt=0)
+    hflip: bool = False
+
+
+class LessonBase(Strict):
+    """Keys every lesson has; each kind extends it with its own (see ``lessonflow/kinds/``)."""
+
+    kind: str
+    dataset: str
+    seed: int = 0
+    reference_accuracy: float | None = Field(None, ge=0, le=1)
+    reference: str = "none reported"
+    # true for a lesson that goes past its tutorial (another recipe or model): the report labels it,
+    # and ``reference`` is then the tutorial's result it is measured against
+    beyond_tutorial: bool = False
+
+
+def unknown(what: str, name: str, allowed: Any) -> str:
+    return f"unknown {what} {name!r}; allowed: {', '.join(sorted(allowed))}"
+
+
+def allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Walk the schema along an error location to list the keys valid at that level."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+            if get_origin(current) in (Union, UnionType):  # an optional block: `Model | None`
+                current = next((arg for arg in get_args(current) if isinstance(arg, type)
+                                and issubclass(arg, BaseModel)), current)
+        else:  # a dict[str, Model]: the part is the user's own key
+            args = get_args(current)
+            current = args[-1] if args else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def describe(err: ValidationError, schema: type[BaseModel], prefix: tuple = ()) -> list[str]:
+    """One line per problem: the dotted key, what is wrong, and the keys or values allowed there."""
+    lines = []
+    for problem in err.errors():
+        loc = tuple(problem["loc"])
+        key = ".".join(str(p) for p in (*prefix, *loc)) or "<top level>"
+        error = problem.get("ctx", {}).get("error")
+        if problem["type"] == "extra_forbidden":
+            allowed = ", ".join(allowed_keys(schema, loc))
+            lines.append(f"{key}: unknown key; allowed keys here: {allowed}")
+        elif isinstance(error, ParamsError):
+            lines.append(f"{key}.{error}")
+        else:
+            got = problem.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{key}: {problem['msg'].removeprefix('Value error, ')}{shown}")
+    return lines

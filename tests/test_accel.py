@@ -107,7 +107,7 @@ def test_unknown_recipe_and_unknown_fast_key_are_named():
 
 
 @pytest.mark.parametrize("lesson_id", [lesson_id for lesson_id, entry in project_params()["lessons"].items()
-                                       if entry.get("embedded")])
+                                       if entry.get("embedded") and entry["kind"] == "classifier"])
 def test_embedded_settings_apply_on_the_sample_data_only(lesson_id):
     lesson = parse_params(params_with(lesson_id)).lessons[lesson_id]
     block = lesson.embedded

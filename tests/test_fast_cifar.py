@@ -77,6 +77,15 @@ def test_the_recipe_names_its_net():
         parse_params(raw)
 
 
+def test_the_sample_budget_applies_on_the_synthetic_images_only():
+    lesson = parse_params(project_params()).lessons["cifar-fast"]
+    for source in ("official", "mirror"):
+        assert lesson.chosen(source) == lesson  # the real data trains the recipe as written
+    sample = lesson.chosen("synthetic")
+    assert (sample.epochs, sample.batch_size) == (lesson.embedded.epochs, lesson.embedded.batch_size)
+    assert sample.model_copy(update={"epochs": lesson.epochs, "batch_size": lesson.batch_size}) == lesson
+
+
 def test_cifar_fast_lesson_trains_a_short_run_on_the_embedded_data_and_evaluates_with_flips(synthetic, tmp_path):
     raw = project_params()
     lesson = raw["lessons"]["cifar-fast"]

@@ -16,7 +16,7 @@ import yaml
 from conftest import BIN, commit_all, copy_project, dvc, project_env, run
 
 LESSONS = ["mnist-logreg", "mnist-cnn-book"]
-STAGES = ["download@mnist", "prepare@mnist", *(f"{verb}@{lesson}" for verb in ("train", "evaluate") for lesson in LESSONS)]
+STAGES = ["check", "download@mnist", "prepare@mnist", *(f"{verb}@{lesson}" for verb in ("train", "evaluate") for lesson in LESSONS)]
 THREADS = {"LESSONFLOW_THREADS": "1"}  # what the flow gives each of two stages on two cores
 
 pytestmark = pytest.mark.long
@@ -187,7 +187,7 @@ def test_failing_stage_fails_the_run_and_the_next_run_finishes(built, monkeypatc
     edit_params(repo, **{"mnist-logreg": {"optimizer": {"lr": 0.1}}, "mnist-cnn-book": {"optimizer": {"lr": 1e30}}})
     state = run_flow(repo, monkeypatch)
     assert state.is_failed()
-    assert reported_statuses() == {"download@mnist": "skipped", "prepare@mnist": "skipped",
+    assert reported_statuses() == {"check": "ran", "download@mnist": "skipped", "prepare@mnist": "skipped",
                                "train@mnist-logreg": "ran", "evaluate@mnist-logreg": "ran",
                                "train@mnist-cnn-book": "failed", "evaluate@mnist-cnn-book": "blocked"}
     assert "train@mnist-cnn-book failed:" in state.message
@@ -197,8 +197,8 @@ def test_failing_stage_fails_the_run_and_the_next_run_finishes(built, monkeypatc
     edit_params(repo, **{"mnist-cnn-book": {"optimizer": {"lr": 0.002}}})
     state = run_flow(repo, monkeypatch)
     assert state.is_completed(), state.message
-    assert statuses(state) == {**dict.fromkeys(STAGES, "skipped"), "train@mnist-cnn-book": "ran",
-                               "evaluate@mnist-cnn-book": "ran"}
+    assert statuses(state) == {**dict.fromkeys(STAGES, "skipped"), "check": "ran", "train@mnist-cnn-book": "ran",
+                               "evaluate@mnist-cnn-book": "ran"}  # check: every params edit is checked first
     assert_clean(repo)
 
 
@@ -215,7 +215,7 @@ def test_dask_runner_builds_two_lessons_through_a_dvc_remote(built, tmp_path, mo
 
     state = run_flow(repo, monkeypatch, runner="dask", remote=True)
     assert state.is_completed(), state.message
-    assert statuses(state) == {**dict.fromkeys(STAGES, "skipped"),
+    assert statuses(state) == {**dict.fromkeys(STAGES, "skipped"), "check": "ran",
                                **{f"{verb}@{lesson}": "ran" for verb in ("train", "evaluate") for lesson in LESSONS}}
     assert_clean(repo)  # the flow's own workspace got the entries and the outputs
     # The worker's clone pulled only the inputs it needed and recorded exactly what the flow did.

@@ -56,7 +56,7 @@ def test_a_member_change_reruns_only_its_ensemble_and_the_report_and_compare_sho
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         ran = stages_ran(dvc(built_project, "repro").stdout)
-        assert ran == {"train@mnist-logreg", "evaluate@mnist-logreg", "ensemble-mnist", "report"}
+        assert ran == {"check", "train@mnist-logreg", "evaluate@mnist-logreg", "ensemble-mnist", "report"}
         after = read_json(metrics_file)["test_accuracy"]
         assert after != before
         expected = re.compile(rf"mnist-logreg\s*\|?\s*test_accuracy\s*\|?\s*{before:.4f}\s*\|?\s*{after:.4f}\s*\|?\s*"

@@ -15,10 +15,12 @@ exactly as after a plain ``dvc repro``:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,10 +34,15 @@ LOCK_CONTENTION = ("Unable to acquire lock", "is busy, it is being blocked by")
 RAN, RESTORED, UNCHANGED = "Running stage '{}'", "Stage '{}' is cached", "Stage '{}' didn't change"
 HEADLINE_KEYS = ("test_accuracy", "val.accuracy")
 TAIL_LINES = 40
+LIVE: set[subprocess.Popen] = set()  # dvc commands running now, see call_dvc
 
 
 class StageFailed(RuntimeError):
     """A stage's command (or DVC around it) failed; the message ends with the stage's own output."""
+
+
+class StageTimedOut(StageFailed):
+    """A stage ran past its time limit and was stopped."""
 
 
 @dataclass(frozen=True)
@@ -138,25 +145,73 @@ def dvc_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "dvc", "--wait-for-lock", *args]
 
 
-def call_dvc(root: Path, args: list[str], env: dict[str, str], log: Callable[[str], None]) -> tuple[int, list[str]]:
-    """Run one ``dvc`` command, passing each output line to ``log`` as it comes; return code and lines."""
+def call_dvc(root: Path, args: list[str], env: dict[str, str], log: Callable[[str], None],
+             deadline: float | None = None) -> tuple[int, list[str]]:
+    """Run one ``dvc`` command, passing each output line to ``log`` as it comes; return code and lines.
+
+    Past ``deadline`` (``time.monotonic()``) the command and everything it started are stopped and
+    ``StageTimedOut`` is raised. While it runs it is in ``LIVE``, for ``stop_all``.
+    """
     process = subprocess.Popen(dvc_command(*args), cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    LIVE.add(process)
+    timer = None
+    if deadline is not None:
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), stop_tree, (process,))
+        timer.start()
     lines = []
     assert process.stdout is not None
-    for raw in process.stdout:
-        # A progress bar redraws itself after carriage returns: only its last state is worth a log line.
-        line = raw.decode(errors="replace").rstrip().rsplit("\r", 1)[-1].rstrip()
-        if line:
-            lines.append(line)
-            log(line)
-    return process.wait(), lines
+    try:
+        for raw in process.stdout:
+            # A progress bar redraws itself after carriage returns: only its last state is worth a log line.
+            line = raw.decode(errors="replace").rstrip().rsplit("\r", 1)[-1].rstrip()
+            if line:
+                lines.append(line)
+                log(line)
+        code = process.wait()
+    finally:
+        LIVE.discard(process)
+        if timer is not None:
+            timer.cancel()
+    if deadline is not None and time.monotonic() >= deadline and code != 0:
+        tail = "\n".join(lines[-TAIL_LINES:])
+        raise StageTimedOut(f"dvc {' '.join(args)} was stopped: it ran past the stage time limit "
+                            f"(orchestration.stage_timeout_minutes in params.yaml):\n{tail}")
+    return code, lines
 
 
-def dvc_until_unlocked(root: Path, args: list[str], env: dict[str, str], log: Callable[[str], None]) -> list[str]:
-    """``call_dvc``, repeated while the only error is lock contention; any other error raises StageFailed."""
+def stop_tree(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a command and every process under it: SIGTERM (a stage's outputs are written atomically), then SIGKILL."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+
+
+def stop_all() -> None:
+    """Stop every dvc command this process started that is still running (the run is being abandoned)."""
+    for process in list(LIVE):
+        stop_tree(process)
+
+
+def dvc_until_unlocked(root: Path, args: list[str], env: dict[str, str], log: Callable[[str], None],
+                       timeout: float | None = None) -> list[str]:
+    """``call_dvc``, repeated while the only error is lock contention; any other error raises StageFailed.
+
+    ``timeout`` (seconds) covers the waits for the lock too: a stage that cannot start is as stuck as one that hangs.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
     pause = 1.0
     while True:
-        code, lines = call_dvc(root, args, env, log)
+        code, lines = call_dvc(root, args, env, log, deadline)
         if code == 0:
             return lines
         errors = [line for line in lines if line.startswith("ERROR")]
@@ -170,10 +225,10 @@ def dvc_until_unlocked(root: Path, args: list[str], env: dict[str, str], log: Ca
 
 
 def reproduce(root: Path, stage: str, *, force: bool, env: dict[str, str], log: Callable[[str], None],
-              pull: bool = False) -> str:
+              pull: bool = False, timeout: float | None = None) -> str:
     """``dvc repro --single-item`` one stage; returns ``ran``, ``restored`` (run-cache) or ``skipped``."""
     args = ["repro", "--single-item", *(["--force"] if force else []), *(["--pull"] if pull else []), stage]
-    output = "\n".join(dvc_until_unlocked(root, args, env, log))
+    output = "\n".join(dvc_until_unlocked(root, args, env, log, timeout))
     if RAN.format(stage) in output:
         return "ran"
     if RESTORED.format(stage) in output:

@@ -9,30 +9,38 @@ fails fails the run; stages that do not depend on it still finish, and the next 
 Run it with ``lessonflow flow run`` (see ``lessonflow/cli.py``) or ``python -m flows.pipeline``.
 """
 
+import contextvars
+import functools
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows import dvc_stages
+from flows import artifacts, checkout, dvc_stages, lifeline, notify
 from flows.dvc_stages import Plan
+from lessonflow.params import load_orchestration
 
 DOWNLOAD_RETRIES = 3
 DOWNLOAD_BACKOFF_S = 10.0
 WORKER_ROOT_ENV = "LESSONFLOW_WORKER_ROOT"  # a worker's own clone, when it does not share the flow's folder
-REPORT_KEY = "lessonflow-stages"
+ORPHANED_EXIT = 70
+CRASH_REPORT_S = 20
 
 
 class PipelineFailed(RuntimeError):
     """At least one stage failed; the message carries each failed stage's own error."""
+
+    def __init__(self, failures: dict[str, str]):
+        super().__init__("\n\n".join(f"{stage} failed:\n{error}" for stage, error in failures.items()))
+        self.failures = failures
 
 
 @dataclass
@@ -59,13 +67,15 @@ class StageRun:
 
 @task(name="dvc-stage", task_run_name="{stage}")
 def run_stage(stage: str, root: str, force: bool, max_parallel: int, gpu: str | None = None,
-              upstream_entries: dict | None = None, upstream_outputs: dict | None = None) -> StageRun:
+              upstream_entries: dict | None = None, upstream_outputs: dict | None = None,
+              timeout_s: float | None = None) -> StageRun:
     """Reproduce one stage through DVC, with its output in this task's log.
 
     ``upstream_entries`` (the upstream stages' ``dvc.lock`` entries) and ``upstream_outputs``
     (their git-tracked outputs) are given when outputs travel through a DVC remote: the stage
     then runs in the worker's own clone, pulls what it needs, pushes what it made and returns
-    its own ``dvc.lock`` entry and git-tracked outputs for the flow to record.
+    its own ``dvc.lock`` entry and git-tracked outputs for the flow to record. A stage still
+    running after ``timeout_s`` is stopped and fails (``dvc_stages.StageTimedOut``).
     """
     logger = get_run_logger()
     workdir = Path(os.environ.get(WORKER_ROOT_ENV) or root)
@@ -77,7 +87,7 @@ def run_stage(stage: str, root: str, force: bool, max_parallel: int, gpu: str | 
         dvc_stages.merge_lock_entries(workdir, upstream_entries)
         dvc_stages.write_outputs(workdir, upstream_outputs or {})
     started = time.time()
-    status = dvc_stages.reproduce(workdir, stage, force=force, env=env, log=logger.info, pull=remote)
+    status = dvc_stages.reproduce(workdir, stage, force=force, env=env, log=logger.info, pull=remote, timeout=timeout_s)
     finished = time.time()
     if not remote:
         return StageRun(stage, status, started, finished)
@@ -94,7 +104,18 @@ def _stage_task(stage: str):
     return run_stage
 
 
-@flow(name="lessonflow", log_prints=True)
+def _report_failure(flow, flow_run, state) -> None:
+    """Hook of a failed run: the failed stages and their last lines to the team's channel."""
+    error = state.result(raise_on_failure=False)
+    failures = getattr(error, "failures", {})
+    notify.report_run(flow_run, state.name, failures, "" if failures else notify.tail(str(error or state.message)))
+
+
+def _report_crash(flow, flow_run, state) -> None:
+    notify.report_run(flow_run, "Crashed", {}, state.message or "the run's process ended unexpectedly")
+
+
+@flow(name="lessonflow", log_prints=True, on_failure=[_report_failure], on_crashed=[_report_crash])
 def pipeline(targets: list[str] | None = None, profile: Literal["embedded", "full"] | None = None,
              force: bool = False, max_parallel: int = 2, refresh_sources: bool = False,
              remote: bool = False, push: bool = False, record: bool = True, root: str = ".") -> list[StageRun]:
@@ -108,11 +129,24 @@ def pipeline(targets: list[str] | None = None, profile: Literal["embedded", "ful
     remote, for workers that have their own clone of the project (see docs/orchestration.md).
     push: ``dvc push`` what the run built to the default remote. record: a run that changed any
     result ends as a saved DVC experiment (``dvc exp show``, ``lessonflow history``).
+
+    The run holds the checkout for its whole length (``flows.checkout``): another run, of any
+    deployment or by hand, waits for it. A failed or crashed run is reported (``flows.notify``).
     """
     logger = get_run_logger()
     if max_parallel < 1:
         raise ValueError(f"max_parallel must be at least 1 (got {max_parallel})")
     project = Path(root).resolve()
+    settings = load_orchestration(project / "params.yaml")
+    with checkout.hold(project, _run_name(), logger.info):
+        lifeline.watch(functools.partial(_abandon, logger, FlowRunContext.get().flow_run.id))
+        return _pipeline(project, targets, profile, force, max_parallel, refresh_sources, remote, push, record,
+                         settings.stage_timeout_minutes * 60)
+
+
+def _pipeline(project: Path, targets, profile, force, max_parallel, refresh_sources, remote, push, record,
+              timeout_s: float) -> list[StageRun]:
+    logger = get_run_logger()
     if profile is not None:
         _set_profile(project, profile, logger)
     plan = dvc_stages.plan(project, targets)
@@ -121,20 +155,22 @@ def pipeline(targets: list[str] | None = None, profile: Literal["embedded", "ful
         forced |= dvc_stages.live_download_stages(project, plan.order)
     logger.info("%d stage(s) selected, %d stale%s", len(plan.order), len(plan.stale),
                 f", forced: {', '.join(sorted(forced))}" if forced else "")
-    results = _execute(plan, forced, project, max_parallel, remote)
-    _report(project, results)
+    results = _execute(plan, forced, project, max_parallel, remote, timeout_s)
+    artifacts.stage_summary(project, results)
+    artifacts.results_table(project)
     built = [result.stage for result in results if result.status not in ("failed", "blocked")]
     if record and any(result.changed for result in results):
         logger.info("recorded as experiment %s", dvc_stages.save_experiment(project, built, _run_name(), logger.info))
     if push and built:
         dvc_stages.dvc_until_unlocked(project, ["push", *built], dvc_stages.stage_env(1), logger.info)
-    failed = [result for result in results if result.status == "failed"]
+    failed = {result.stage: result.error for result in results if result.status == "failed"}
     if failed:
-        raise PipelineFailed("\n\n".join(f"{result.stage} failed:\n{result.error}" for result in failed))
+        raise PipelineFailed(failed)
     return results
 
 
-def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, remote: bool) -> list[StageRun]:
+def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, remote: bool,
+             timeout_s: float) -> list[StageRun]:
     """Submit each stage once its upstream stages are done, at most ``max_parallel`` at a time."""
     results: dict[str, StageRun] = {}
     running: dict = {}
@@ -158,7 +194,8 @@ def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, rem
                     entries = {name: dvc_stages.lock_entry(project, name) for name in ancestors}
                     outputs = dvc_stages.git_tracked_outputs(project, list(ancestors))
                 future = _stage_task(stage).submit(stage, str(project), stage in forced, max_parallel,
-                                                   gpus[slot % len(gpus)] if gpus else None, entries, outputs)
+                                                   gpus[slot % len(gpus)] if gpus else None, entries, outputs,
+                                                   timeout_s)
                 running[future] = (stage, slot, time.time())
             else:
                 continue
@@ -193,6 +230,29 @@ def _run_name() -> str:
     return f"{deployment.name or 'flow-run'}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 
+def _abandon(logger, flow_run_id) -> None:
+    """The serving process died (``flows.lifeline``): stop the stages, record the crash if the server still answers, exit.
+
+    With the schedule's own server gone too, the next ``lessonflow schedule`` records the crash instead.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    reason = "the serving process (lessonflow schedule) died during the run; its stages were stopped"
+    logger.error(reason)
+    dvc_stages.stop_all()
+
+    def record() -> None:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run_id, Crashed(message=reason), force=True)
+            notify.report_run(client.read_flow_run(flow_run_id), "Crashed", {}, reason)
+
+    recorder = threading.Thread(target=contextvars.copy_context().run, args=(record,), daemon=True)
+    recorder.start()
+    recorder.join(CRASH_REPORT_S)
+    os._exit(ORPHANED_EXIT)
+
+
 def _local_gpus() -> list[str]:
     """GPUs to share out between concurrent stages; only when the stages run on this machine."""
     context = FlowRunContext.get()
@@ -208,22 +268,6 @@ def _set_profile(project: Path, profile: str, logger) -> None:
         if params.get("profile") != profile:
             logger.info("params.yaml: profile %s -> %s", params.get("profile"), profile)
             params["profile"] = profile
-
-
-def _report(project: Path, results: list[StageRun]) -> None:
-    """The run's summary as a Prefect artifact: every stage, what happened, how long, the headline metric."""
-    metrics = dvc_stages.headline_metrics(project, [result.stage for result in results])
-    rows = ["| stage | result | seconds | headline metric |", "|---|---|---:|---|"]
-    for result in results:
-        result.metric = metrics[result.stage]
-        seconds = f"{result.seconds:.1f}" if result.finished else ""
-        note = result.metric or (result.error.strip().splitlines() or [""])[-1][:200]
-        rows.append(f"| `{result.stage}` | {result.status} | {seconds} | {note} |")
-    counts = {status: sum(r.status == status for r in results) for status in dict.fromkeys(r.status for r in results)}
-    summary = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no stages selected"
-    create_markdown_artifact(markdown=f"# lessonflow run in `{project}`\n\n{summary}\n\n" + "\n".join(rows),
-                             key=REPORT_KEY, description=summary)
-    get_run_logger().info("stages: %s", summary)
 
 
 def task_runner(runner: str = "thread", max_parallel: int = 2, address: str | None = None):

@@ -157,8 +157,44 @@ def run_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sweep(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep", help="run a grid of params values as DVC experiments, N at a time",
+        description="Run every combination of the values as a DVC experiment (`dvc exp show` lists them), "
+                    "N at a time, each in its own temporary clone of this checkout: the supported way to run "
+                    "experiments in parallel (`dvc queue start -j N` fails on lock errors above 1). "
+                    "Every combination is validated first; the workspace is left as it is.")
+    parser.add_argument("assignments", nargs="+", metavar="KEY=V1,V2",
+                        help="a params.yaml key and its values, as `dvc exp run -S` takes them, e.g. "
+                             "lessons.mnist-cnn.optimizer.lr=0.01,0.02,0.05; several keys: every combination")
+    parser.add_argument("-j", "--jobs", type=int, default=2, metavar="N", help="experiments at once (default: 2)")
+    parser.add_argument("--target", dest="targets", action="append", metavar="TARGET",
+                        help="a stage or lesson/dataset key to reproduce (repeatable; default: the whole pipeline)")
+    parser.set_defaults(run=run_sweep)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from dvc.exceptions import DvcException
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.sweep import check, grid, sweep, target_stages
+
+    root = Path.cwd()
+    try:  # a typo stops here, before Prefect or any clone starts
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1 (got {args.jobs})")
+        check(root, grid(args.assignments))
+        target_stages(root, args.targets)
+    except (ValueError, DvcException) as err:  # ParamsError is a ValueError
+        print(f"lessonflow sweep: {err}", file=sys.stderr)
+        return 1
+    flow = sweep.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.jobs))
+    state = flow(assignments=args.assignments, jobs=args.jobs, targets=args.targets, root=str(root), return_state=True)
+    return 0 if state.is_completed() else 1
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_compare, add_history, add_dvc_yaml, add_flow, add_schedule]
+    add_compare, add_history, add_dvc_yaml, add_flow, add_schedule, add_sweep]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, commit_all, copy_project, dvc, project_env, run
+from conftest import BIN, commit_all, copy_project, dvc, project_env, read_json, run
 
 LESSONS = ["mnist-logreg", "mnist-cnn-book"]
 STAGES = ["check", "download@mnist", "prepare@mnist", *(f"{verb}@{lesson}" for verb in ("train", "evaluate") for lesson in LESSONS)]
@@ -44,6 +47,22 @@ def edit_params(repo: Path, **lessons: dict) -> None:
                     params["lessons"][lesson][key] = value
 
 
+def set_orchestration(repo: Path, **values) -> None:
+    from dvc.utils.serialize import modify_yaml
+
+    with modify_yaml(str(repo / "params.yaml")) as params:
+        params["orchestration"].update(values)
+
+
+def results_table() -> dict[str, dict]:
+    """The last run's ``lessonflow-results`` table artifact, by lesson."""
+    from prefect.artifacts import Artifact
+
+    from flows.artifacts import RESULTS_KEY
+
+    return {row["result"]: row for row in json.loads(Artifact.get(RESULTS_KEY).data)}
+
+
 def small_project(path: Path) -> Path:
     repo = copy_project(path)
     edit_params(repo, **{"mnist-logreg": {"epochs": 2}, "mnist-cnn-book": {"epochs": 1}})
@@ -70,7 +89,7 @@ def reported_statuses() -> dict[str, str]:
     """Each stage's result as the run's markdown artifact shows it (a failed run returns no value)."""
     from prefect.artifacts import Artifact
 
-    from flows.pipeline import REPORT_KEY
+    from flows.artifacts import STAGES_KEY as REPORT_KEY
 
     rows = [line.split("|") for line in Artifact.get(REPORT_KEY).data.splitlines() if line.startswith("| `")]
     return {row[1].strip(" `"): row[2].strip() for row in rows}
@@ -140,10 +159,25 @@ def test_flow_builds_independent_lessons_concurrently(built, tmp_path):
 
     from prefect.artifacts import Artifact
 
-    from flows.pipeline import REPORT_KEY
+    from flows.artifacts import STAGES_KEY as REPORT_KEY
 
     report = Artifact.get(REPORT_KEY).data
     assert all(f"`{stage}` | ran |" in report for stage in STAGES), report
+
+    from lessonflow.params import load_params
+    from lessonflow.report import verdict
+
+    table = results_table()
+    params = load_params(repo / "params.yaml")
+    assert set(table) == {*params.lessons, *(f"ensemble-{name}" for name in params.ensembles)}
+    for lesson in LESSONS:
+        accuracy = read_json(repo / "results" / lesson / "eval" / "metrics.json")["test_accuracy"]
+        assert table[lesson]["metric"] == "test_accuracy" and table[lesson]["value"] == round(accuracy, 6)
+        assert table[lesson]["change"] == "new", "the first run on this server has nothing to compare with"
+        assert table[lesson]["verdict"] == verdict(("test_accuracy", accuracy), params.lessons[lesson].reference_accuracy,
+                                                   "embedded")
+    assert table["mnist-cnn"] == {"result": "mnist-cnn", "metric": "", "value": "", "change": "", "verdict": "not built",
+                                  "report": ""}
 
 
 def test_second_run_starts_no_stage(built, monkeypatch):
@@ -178,15 +212,29 @@ def test_a_run_that_changed_results_is_saved_as_an_experiment_pushed_and_in_the_
     pushed = dvc(repo, "status", "--cloud", "evaluate@mnist-logreg", "--with-deps").stdout
     assert "Cache and remote 'local' are in sync" in pushed, pushed
 
+    table = results_table()  # the change since the previous run's table, per lesson
+    assert table["mnist-cnn-book"]["change"] == "="
+    accuracy = read_json(repo / "results" / "mnist-logreg" / "eval" / "metrics.json")["test_accuracy"]
+    assert table["mnist-logreg"]["value"] == round(accuracy, 6)
+    assert table["mnist-logreg"]["change"] not in ("=", "new", ""), table["mnist-logreg"]
 
-def test_failing_stage_fails_the_run_and_the_next_run_finishes(built, monkeypatch):
+
+def test_failing_stage_fails_the_run_reports_it_and_the_next_run_finishes(built, monkeypatch, webhook):
     repo, _ = built
     model = repo / "models" / "mnist-cnn-book" / "model.pt"
     before = model.read_bytes()
     # A params change reruns only its lesson; a learning rate this large makes the training diverge.
     edit_params(repo, **{"mnist-logreg": {"optimizer": {"lr": 0.1}}, "mnist-cnn-book": {"optimizer": {"lr": 1e30}}})
+    set_orchestration(repo, notify=webhook.url)
     state = run_flow(repo, monkeypatch)
     assert state.is_failed()
+    (message,) = webhook.wait_for(1)
+    facts = message["lessonflow"]
+    assert facts["state"] == "Failed" and facts["deployment"] == "a run by hand (lessonflow flow run)"
+    assert list(facts["failed_stages"]) == ["train@mnist-cnn-book"]
+    assert re.search(r"mnist-cnn-book: .*\b(nan|inf)\b", facts["failed_stages"]["train@mnist-cnn-book"]), facts
+    assert facts["ui_url"].endswith(str(state.state_details.flow_run_id)) and facts["checkout"] == str(repo)
+    assert "train@mnist-cnn-book" in message["text"] and facts["ui_url"] in message["text"]  # what Slack shows
     assert reported_statuses() == {"check": "ran", "download@mnist": "skipped", "prepare@mnist": "skipped",
                                "train@mnist-logreg": "ran", "evaluate@mnist-logreg": "ran",
                                "train@mnist-cnn-book": "failed", "evaluate@mnist-cnn-book": "blocked"}
@@ -195,10 +243,47 @@ def test_failing_stage_fails_the_run_and_the_next_run_finishes(built, monkeypatc
     assert model.read_bytes() == before, "the failed stage damaged the previous model"
 
     edit_params(repo, **{"mnist-cnn-book": {"optimizer": {"lr": 0.002}}})
+    set_orchestration(repo, notify=None)
     state = run_flow(repo, monkeypatch)
     assert state.is_completed(), state.message
     assert statuses(state) == {**dict.fromkeys(STAGES, "skipped"), "check": "ran", "train@mnist-cnn-book": "ran",
                                "evaluate@mnist-cnn-book": "ran"}  # check: every params edit is checked first
+    assert_clean(repo)
+    assert len(webhook.received) == 1, "a run that succeeded was reported"
+
+
+def stage_processes(repo: Path) -> list:
+    """Processes working in ``repo`` besides this one: dvc, a stage, or its child in the warm server (which takes the stage's folder)."""
+    import psutil
+
+    return [process for process in psutil.process_iter(["cwd"])
+            if process.info["cwd"] == str(repo) and process.pid != os.getpid()]
+
+
+def test_a_stage_past_its_time_limit_is_stopped_reported_and_loses_nothing(built, monkeypatch, webhook):
+    repo, _ = built
+    model = repo / "models" / "mnist-cnn-book" / "model.pt"
+    before = model.read_bytes()
+    edit_params(repo, **{"mnist-cnn-book": {"epochs": 500}})  # minutes of training: it hangs, as far as the limit knows
+    set_orchestration(repo, stage_timeout_minutes=0.25, notify=webhook.url)
+    started = time.monotonic()
+    state = run_flow(repo, monkeypatch)
+    assert state.is_failed()
+    assert time.monotonic() - started < 120, "the stage was not stopped at its limit"
+    assert reported_statuses()["train@mnist-cnn-book"] == "failed"
+    assert "ran past the stage time limit" in state.message
+    (message,) = webhook.wait_for(1)
+    assert list(message["lessonflow"]["failed_stages"]) == ["train@mnist-cnn-book"]
+    assert "ran past the stage time limit" in message["text"]
+    assert model.read_bytes() == before
+    deadline = time.monotonic() + 30
+    while stage_processes(repo) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not stage_processes(repo), "the stopped stage's process is still running"
+
+    edit_params(repo, **{"mnist-cnn-book": {"epochs": 1}})
+    set_orchestration(repo, stage_timeout_minutes=720, notify=None)
+    assert run_flow(repo, monkeypatch).is_completed()
     assert_clean(repo)
 
 
@@ -225,3 +310,20 @@ def test_dask_runner_builds_two_lessons_through_a_dvc_remote(built, tmp_path, mo
     assert flow_side == worker_side
     assert (clone / "models" / "mnist-logreg" / "model.pt").read_bytes() == \
         (repo / "models" / "mnist-logreg" / "model.pt").read_bytes()
+
+
+def test_a_prefect_notification_block_named_in_params_is_a_channel_too(prefect_api, webhook, tmp_path):
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from flows.notify import RunReport, channel, send
+
+    CustomWebhookNotificationBlock(name="ops", url=webhook.url,
+                                   json_data={"text": "{{subject}}: {{body}}"}).save("ops-room", overwrite=True)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"orchestration": {"notify": "custom-webhook/ops-room"}}))
+    target = channel(tmp_path)
+    assert target == "custom-webhook/ops-room"
+    send(target, RunReport("Failed", "lessonflow/nightly", "wandering-goshawk", str(tmp_path),
+                           {"train@mnist-cnn": "mnist-cnn: loss is nan at epoch 3, step 12"}))
+    (message,) = webhook.wait_for(1)
+    assert message["text"].startswith("lessonflow: run wandering-goshawk of lessonflow/nightly failed: ")
+    assert "train@mnist-cnn" in message["text"] and "loss is nan at epoch 3" in message["text"]

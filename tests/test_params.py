@@ -47,6 +47,10 @@ BAD = {
     "accuracy 1.2": ("lessons.mnist-cnn.reference_accuracy", 1.2, ["reference_accuracy", "less than or equal to 1"]),
     "unknown profile": ("profile", "huge", ["profile", "'embedded'", "'full'"]),
     "unknown device": ("device", "tpu", ["device", "'cpu'", "'cuda'"]),
+    "unknown orchestration key": ("orchestration.stage_timeout", 5,
+                                  ["orchestration.stage_timeout: unknown key", "stage_timeout_minutes", "notify"]),
+    "zero stage timeout": ("orchestration.stage_timeout_minutes", 0,
+                           ["orchestration.stage_timeout_minutes", "greater than 0"]),
 }
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, ROOT, clone, dvc, project_env, project_params, run, snapshot
+from conftest import BIN, ROOT, clone, commit_all, copy_project, dvc, project_env, project_params, run, snapshot
 
 SERVE_STARTUP_S = 300
 
 
 def test_every_prefect_yaml_deployment_loads_its_flow_and_its_parameters_validate():
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.flows import load_flow_from_entrypoint
 
@@ -29,6 +30,8 @@ def test_every_prefect_yaml_deployment_loads_its_flow_and_its_parameters_validat
         flow.validate_parameters(deployment.get("parameters", {}))
         for schedule in deployment.get("schedules") or []:
             CronSchedule(**schedule)  # raises on a malformed cron line or time zone
+        limit = ConcurrencyLimitConfig(**deployment["concurrency_limit"])  # raises on an unknown strategy
+        assert limit.limit == 1, f"{deployment['name']}: two runs of one deployment would share the checkout"
     nightly = next(deployment for deployment in deployments if deployment["name"] == "nightly")
     assert nightly["parameters"]["refresh_sources"] is True, "a scheduled run must re-check sources that change"
 
@@ -41,10 +44,13 @@ def serve_env(prefect_home: Path) -> dict[str, str]:
     return env
 
 
-def wait_for_ui(serving: subprocess.Popen) -> str:
-    """The UI address `lessonflow schedule` prints once its server answers and the flow is being served."""
+def wait_for_ui(serving: subprocess.Popen, seen: list[str] | None = None) -> str:
+    """The UI address `lessonflow schedule` prints once its server answers and the flow is being served.
+
+    The lines printed until then are appended to ``seen``.
+    """
     deadline = time.monotonic() + SERVE_STARTUP_S
-    seen = []
+    seen = [] if seen is None else seen
     while time.monotonic() < deadline:
         line = serving.stdout.readline()
         if not line and serving.poll() is not None:
@@ -114,3 +120,181 @@ def test_a_scheduled_run_re_downloads_only_the_sources_that_change_by_themselves
         monkeypatch.delenv("LESSONFLOW_DATA_MIRROR", raising=False)
     stages = [*(f"download@{name}" for name in params["datasets"]), "prepare@stock", "train@stock-mlp"]
     assert live_download_stages(tmp_path, stages) == refreshed
+
+
+# --- a schedule left alone: turns, crashes, reports (small project: two quick lessons) ---------------
+
+QUICK = ["mnist-logreg", "mnist-cnn-book"]
+UNFINISHED = {"SCHEDULED", "PENDING", "RUNNING", "CANCELLING"}
+
+
+def quick_project(path: Path, cnn_epochs: int = 1, **orchestration) -> Path:
+    """A copy of the project whose two quick lessons train for seconds; ``orchestration`` edits params.yaml."""
+    from dvc.utils.serialize import modify_yaml
+
+    repo = copy_project(path)
+    with modify_yaml(str(repo / "params.yaml")) as params:
+        params["lessons"]["mnist-logreg"]["epochs"] = 2
+        params["lessons"]["mnist-cnn-book"]["epochs"] = cnn_epochs
+        params["orchestration"].update(orchestration)
+    commit_all(repo, "quick lessons")
+    return repo
+
+
+class Schedule:
+    """`lessonflow schedule` running in a project copy as a user starts it, and a client of its server."""
+
+    def __init__(self, repo: Path, prefect_home: Path, name: str, *args: str):
+        self.repo, self.name = repo, name
+        self.env = serve_env(prefect_home)
+        self.process = subprocess.Popen([str(BIN / "lessonflow"), "schedule", "--cron", "0 3 * * *", "--name", name,
+                                         *args], cwd=repo, env=self.env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        self.started: list[str] = []  # what it printed before the UI address
+        self.ui = wait_for_ui(self.process, self.started)
+        self.api = f"{self.ui}/api"
+
+    def client(self):
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: self.api}):
+            return get_client(sync_client=True)
+
+    def deployment_id(self):
+        deadline = time.monotonic() + 120
+        with self.client() as client:
+            while True:
+                try:
+                    return client.read_deployment_by_name(f"lessonflow/{self.name}").id
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
+
+    def trigger(self, **parameters):
+        deployment = self.deployment_id()
+        with self.client() as client:
+            return client.create_flow_run_from_deployment(deployment, parameters={"record": False, **parameters}).id
+
+    def flow_run(self, run_id):
+        with self.client() as client:
+            return client.read_flow_run(run_id)
+
+    def wait_finished(self, *run_ids, timeout: float = 900) -> list:
+        deadline = time.monotonic() + timeout
+        while (runs := [self.flow_run(run_id) for run_id in run_ids]) and \
+                any(run.state.type.value in UNFINISHED for run in runs):
+            assert time.monotonic() < deadline, [run.state for run in runs]
+            assert self.process.poll() is None, "lessonflow schedule exited"
+            time.sleep(2)
+        return runs
+
+    def logs(self, run_id) -> str:
+        """Every log line of the run, its stages' output included (the server hands them out a page at a time)."""
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        lines: list[str] = []
+        with self.client() as client:
+            while page := client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), offset=len(lines)):
+                lines += [log.message for log in page]
+        return "\n".join(lines)
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            return "".join(self.started) + self.process.communicate(timeout=120)[0]
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+def working_in(repo: Path) -> list:
+    """Processes working in ``repo``: dvc, a stage, or its child in the warm server (which takes the stage's folder)."""
+    import psutil
+
+    return [process for process in psutil.process_iter(["cwd"]) if process.info["cwd"] == str(repo)]
+
+
+@pytest.mark.long
+def test_runs_of_a_schedule_take_turns_and_a_run_by_hand_waits_for_the_checkout(tmp_path):
+    from flows.checkout import holder
+
+    repo = quick_project(tmp_path / "repo")
+    schedule = Schedule(repo, tmp_path / "prefect-home", "turns")
+    try:
+        first, second = (schedule.trigger(targets=["mnist-logreg"], force=True) for _ in range(2))
+        deadline = time.monotonic() + 300
+        while holder(repo) is None:
+            assert time.monotonic() < deadline, "no run took the checkout"
+            time.sleep(0.5)
+        by_hand = run(repo, str(BIN / "lessonflow"), "flow", "run", "mnist-logreg", "--force", "--no-record",
+                      env=project_env(PREFECT_HOME=str(tmp_path / "hand-home"), LESSONFLOW_THREADS="1"), timeout=900)
+        runs = schedule.wait_finished(first, second)
+        assert [run.state.name for run in runs] == ["Completed", "Completed"]
+        a, b = sorted(runs, key=lambda run: run.start_time)
+        assert b.created < a.end_time <= b.start_time, "the second run did not wait for the first"
+        with schedule.client() as client:
+            deployment = client.read_deployment(schedule.deployment_id())
+        assert deployment.global_concurrency_limit.limit == 1
+        assert deployment.concurrency_options.collision_strategy.value == "ENQUEUE"
+    finally:
+        output = schedule.stop()
+    assert output.count("Failed runs are reported nowhere") == 1, output  # no channel configured: said once
+    assert re.search(r"is busy: (scheduled|turns)-\S+ \(pid \d+, since .*\) is running on it; waiting",
+                     by_hand.stdout + by_hand.stderr), by_hand.stdout + by_hand.stderr
+    assert holder(repo) is None
+    status = dvc(repo, "status", "evaluate@mnist-logreg", "--with-deps").stdout
+    assert "up to date" in status, status
+
+
+@pytest.mark.long
+def test_a_killed_schedule_is_recovered_the_run_shown_crashed_and_the_next_run_resumes(tmp_path, webhook):
+    import psutil
+
+    from flows.checkout import holder
+
+    repo = quick_project(tmp_path / "repo", cnn_epochs=8, notify=webhook.url)
+    home = tmp_path / "prefect-home"
+    schedule = Schedule(repo, home, "crash")
+    checkpoint, model = (repo / "models" / "mnist-cnn-book" / name for name in ("checkpoint.pt", "model.pt"))
+    logreg_done = repo / "results" / "mnist-logreg" / "eval" / "metrics.json"
+    try:
+        killed = schedule.trigger(targets=QUICK)
+        deadline = time.monotonic() + 600
+        while not (checkpoint.exists() and logreg_done.exists()):
+            assert time.monotonic() < deadline and not model.exists(), "missed the moment: training ended or never began"
+            time.sleep(0.1)
+        served = psutil.Process(schedule.process.pid).children(recursive=True)
+        schedule.process.kill()  # SIGKILL: no handler runs in the serving process
+        schedule.process.wait()
+    except BaseException:
+        print(schedule.stop())
+        raise
+    psutil.wait_procs(served, timeout=60)
+    assert not [process for process in served if process.is_running()], "children of the killed schedule live on"
+    deadline = time.monotonic() + 30
+    while (left := working_in(repo)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"the killed run's stages are still running: {[process.cmdline() for process in left]}"
+    assert holder(repo) is None, "the killed run still holds the checkout"
+    assert not model.exists()
+
+    schedule = Schedule(repo, home, "crash")
+    try:
+        assert schedule.flow_run(killed).state.name == "Crashed"
+        crashed = [message["lessonflow"] for message in webhook.wait_for(1)]
+        assert any(facts["state"] == "Crashed" and facts["flow_run"] == schedule.flow_run(killed).name
+                   for facts in crashed), crashed
+        resumed = schedule.trigger(targets=QUICK)
+        (finished,) = schedule.wait_finished(resumed)
+        assert finished.state.name == "Completed", finished.state
+        logs = schedule.logs(resumed)
+    finally:
+        output = schedule.stop()
+    assert "marked crashed" in output, output
+    assert re.search(r"mnist-cnn-book: resuming after epoch [1-7] of 8", logs), logs
+    for stage in ("train@mnist-logreg", "evaluate@mnist-logreg"):
+        assert f"Running stage '{stage}'" not in logs, f"{stage} had finished before the kill and ran again"
+    status = dvc(repo, "status", *(f"evaluate@{lesson}" for lesson in QUICK), "--with-deps").stdout
+    assert "up to date" in status, status

@@ -41,7 +41,8 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 # The speed benchmarks on the real MNIST (the offline mirror: LESSONFLOW_DATA_MIRROR, default ../shared/data):
-# lessonflow against the tutorials' own loops; writes benchmarks/results/*.json and prints the tables.
+# lessonflow against the tutorials' own loops, and the pipeline against DVC's own floor (`ARGS="--only overhead"`:
+# that part alone, no mirror needed); writes benchmarks/results/*.json and prints the tables.
 bench: install
 	$(BIN)/python benchmarks/bench.py $(ARGS)
 

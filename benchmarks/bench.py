@@ -18,7 +18,10 @@ Markdown tables also go to ``benchmarks/results/tables.md`` for BENCHMARKS.md):
 4. ``pipeline``: ``dvc repro`` of the default profile in a temporary copy of the project
    (wall time, and the share outside training), then ``dvc repro`` with nothing to do, then one
    stage forced, run in the warm server (``lessonflow/warm.py``) and in a process of its own.
-5. ``memory``: peak RSS of training each MNIST lesson on full MNIST (``MEMORY_STEPS`` steps and one
+5. ``overhead``: the pipeline against DVC's own floor, a do-nothing pipeline of the same shape
+   (``benchmarks/overhead.py``, issue 16): the default build split by where its time goes, no-op
+   ``dvc repro`` and ``dvc status``, one param's rebuild, each beside the floor's in the same run.
+6. ``memory``: peak RSS of training each MNIST lesson on full MNIST (``MEMORY_STEPS`` steps and one
    evaluation pass, in a child process, ``isolated``: the whole data set is loaded, so an epoch's peak
    is reached).
 
@@ -47,6 +50,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
 
+import overhead  # noqa: E402
+from overhead import summary  # noqa: E402
 import tutorial  # noqa: E402
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset  # noqa: E402
 from lessonflow.kinds.classifier import train_config  # noqa: E402
@@ -69,11 +74,6 @@ TRAIN_IMAGES = 60_000
 STAGE, STAGE_RUNS = "evaluate@mnist-logreg", 1  # section 4: one stage's cost, warm server against its own process
 FAST_GOALS = {"mnist-logreg": (0.92, 3.0), "mnist-ann": (0.978, 5.0), "mnist-cnn": (0.99, 60.0)}
 CPU = torch.device("cpu")
-
-
-def summary(values: list[float]) -> dict:
-    return {"runs": [round(v, 3) for v in values], "median": round(statistics.median(values), 3),
-            "spread": round(max(values) - min(values), 3)}
 
 
 def write(section: str, payload: dict, results: dict) -> None:
@@ -404,6 +404,8 @@ def markdown(results: dict) -> str:
         lines += [f"| `dvc repro --force --single-item {p['one_stage']}`, {label} (median, spread of {len(v['runs'])}) | "
                   f"{v['median']} s ({v['spread']}) |" for label, v in p.get("one_stage_seconds", {}).items()]
         lines.append("")
+    if "overhead" in results:
+        lines += overhead.markdown(results["overhead"])
     if "memory" in results:
         lines += [f"### Peak memory of training on full MNIST ({MEMORY_STEPS} steps + one evaluation pass, child process, VmHWM)", "",
                   "| lesson | peak RSS (MiB) | < 2 GB |", "|---|---|---|"]
@@ -414,12 +416,14 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sections = ["epoch", "fast", "reproduction", "pipeline", "memory"]
+    sections = ["epoch", "fast", "reproduction", "pipeline", "overhead", "memory"]
     parser.add_argument("--only", nargs="+", choices=sections, default=sections)
     parser.add_argument("--lessons", nargs="+", choices=MNIST_LESSONS, default=MNIST_LESSONS)
     parser.add_argument("--repeats", type=int, help="runs per lesson in sections 1 and 2 (default: per lesson)")
     parser.add_argument("--reproduction-epochs", type=int, default=100)
     parser.add_argument("--noop-runs", type=int, default=2)
+    parser.add_argument("--overhead-runs", type=int, default=5, help="no-op repro and status runs, project and floor")
+    parser.add_argument("--edit-runs", type=int, default=3, help="one-param rebuilds, project and floor")
     parser.add_argument("--child", nargs=2, metavar=("FUNCTION", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # see `isolated`
@@ -432,7 +436,8 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="lessonflow-bench-") as tmp:
         work = Path(tmp)
-        prepared = prepared_mnist(work)
+        if {"epoch", "fast", "reproduction", "memory"} & set(args.only):  # the sections on the real MNIST
+            prepared = prepared_mnist(work)
         if "epoch" in args.only:
             tv_root = tutorial.torchvision_root(Path(os.environ["LESSONFLOW_DATA_MIRROR"]), work / "torchvision")
             results["epoch"] = section_epoch(prepared, lessons, work, tv_root, args.repeats, args.lessons)
@@ -450,6 +455,9 @@ def main() -> None:
     if "pipeline" in args.only:
         results["pipeline"] = section_pipeline(args.noop_runs)
         write("pipeline", results["pipeline"], results)
+    if "overhead" in args.only:
+        results["overhead"] = overhead.section_overhead(args.overhead_runs, args.edit_runs)
+        write("overhead", results["overhead"], results)
     print("\n" + markdown(results))
 
 

@@ -1,9 +1,10 @@
 """What a run leaves in the Prefect UI (Artifacts): the stages it ran, and the results it stands on.
 
 ``lessonflow-stages`` (markdown): every stage, what happened to it, how long, its headline
-metric. ``lessonflow-results`` (table): every lesson and ensemble, its headline metric, the
-change since the previous run's table and the verdict against the tutorial, with the path of
-the run's report. Keyed artifacts keep their history, so the UI shows each run's table in turn.
+metric. ``lessonflow-results`` (table): every lesson and ensemble, built ones first, its headline
+metric, the change since the previous run's table and the verdict against the tutorial; its
+description gives the path of the report and whether this run rebuilt it. Keyed artifacts keep
+their history, so the UI shows each run's table in turn.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from prefect.artifacts import Artifact, create_markdown_artifact, create_table_a
 from prefect.logging import get_run_logger
 
 from flows import dvc_stages
-from lessonflow.compare import delta_text, headline
+from lessonflow.compare import delta_text, headline, verdict
 
 STAGES_KEY = "lessonflow-stages"
 RESULTS_KEY = "lessonflow-results"
-RESULTS_COLUMNS = ["result", "metric", "value", "change", "verdict", "report"]
 
 
 def stage_summary(project: Path, results: list) -> None:
@@ -38,11 +38,10 @@ def stage_summary(project: Path, results: list) -> None:
     get_run_logger().info("stages: %s", summary)
 
 
-def results_table(project: Path) -> list[dict]:
+def results_table(project: Path, report_rebuilt: bool) -> list[dict]:
     """Every lesson's and ensemble's headline metric now, against the previous run's table; returns the rows."""
-    from lessonflow.params import read_params
     from lessonflow.paths import Layout
-    from lessonflow.report import read_json, verdict
+    from lessonflow.schema import read_params
 
     layout = Layout(project)
     params = read_params(layout.params)
@@ -50,19 +49,27 @@ def results_table(project: Path) -> list[dict]:
     previous = _previous_values()
     rows = []
     for name, entry in params.get("lessons", {}).items():
-        metrics = read_json(layout.eval_log(name) / "metrics.json")
+        metrics = _metrics(layout.eval_log(name) / "metrics.json")
         rows.append(_row(name, headline(metrics), verdict(headline(metrics), entry.get("reference_accuracy"),
-                                                          metrics.get("data_source")), previous, report))
+                                                          metrics.get("data_source")), previous))
     for name in params.get("ensembles", {}):
-        metrics = read_json(layout.ensemble_log(name) / "metrics.json")
-        rows.append(_row(f"ensemble-{name}", headline(metrics), "", previous, report))
+        metrics = _metrics(layout.ensemble_log(name) / "metrics.json")
+        rows.append(_row(f"ensemble-{name}", headline(metrics), "", previous))
+    rows.sort(key=lambda row: row["value"] == "")  # built first, each group in params.yaml's order
     built = sum(row["value"] != "" for row in rows)
-    create_table_artifact(table=rows, key=RESULTS_KEY,
-                          description=f"{built} of {len(rows)} results built; report: {report}")
+    if report.is_file():
+        where = f"{report} ({'rebuilt by this run' if report_rebuilt else 'from an earlier run'})"
+    else:
+        where = "not built yet (stage report)"
+    create_table_artifact(table=rows, key=RESULTS_KEY, description=f"{built} of {len(rows)} results built; report: {where}")
     return rows
 
 
-def _row(name: str, result: tuple[str, float] | None, judged: str, previous: dict, report: Path) -> dict:
+def _metrics(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _row(name: str, result: tuple[str, float] | None, judged: str, previous: dict) -> dict:
     metric, value = result if result else ("", None)
     before = previous.get(name) or {}
     if value is None:
@@ -72,7 +79,7 @@ def _row(name: str, result: tuple[str, float] | None, judged: str, previous: dic
     else:
         change = delta_text(metric, value - float(before["value"]))
     return {"result": name, "metric": metric, "value": "" if value is None else round(value, 6),
-            "change": change, "verdict": judged, "report": str(report) if report.is_file() else ""}
+            "change": change, "verdict": judged}
 
 
 def _previous_values() -> dict[str, dict]:

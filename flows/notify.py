@@ -52,7 +52,7 @@ class RunReport:
 
 def channel(root: Path) -> str | None:
     """The configured channel: ``LESSONFLOW_NOTIFY``, else params.yaml's ``orchestration.notify``."""
-    from lessonflow.params import load_orchestration
+    from lessonflow.schema import load_orchestration
 
     return os.environ.get(ENV) or load_orchestration(root / "params.yaml").notify
 

@@ -26,7 +26,7 @@ from prefect.tasks import exponential_backoff
 
 from flows import artifacts, checkout, dvc_stages, lifeline, notify
 from flows.dvc_stages import Plan
-from lessonflow.params import load_orchestration
+from lessonflow.schema import load_orchestration
 
 DOWNLOAD_RETRIES = 3
 DOWNLOAD_BACKOFF_S = 10.0
@@ -157,7 +157,7 @@ def _pipeline(project: Path, targets, profile, force, max_parallel, refresh_sour
                 f", forced: {', '.join(sorted(forced))}" if forced else "")
     results = _execute(plan, forced, project, max_parallel, remote, timeout_s)
     artifacts.stage_summary(project, results)
-    artifacts.results_table(project)
+    artifacts.results_table(project, report_rebuilt=any(r.stage == "report" and r.changed for r in results))
     built = [result.stage for result in results if result.status not in ("failed", "blocked")]
     if record and any(result.changed for result in results):
         logger.info("recorded as experiment %s", dvc_stages.save_experiment(project, built, _run_name(), logger.info))

@@ -64,7 +64,9 @@ def prefect_server() -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     prefect = Path(sys.executable).parent / "prefect"
+    # The UI asks its API at PREFECT_UI_API_URL, which otherwise says port 4200 whatever port the server has.
     server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env={**os.environ, "PREFECT_UI_API_URL": f"{url}/api"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=lifeline.die_with_parent)
     try:
         _wait_healthy(f"{url}/api", server, SERVER_STARTUP_S)

@@ -151,9 +151,14 @@ def add_schedule(subparsers: argparse._SubParsersAction) -> None:
 
 def run_schedule(args: argparse.Namespace) -> int:
     from flows.serve import serve
+    from lessonflow.errors import ParamsError
 
-    serve(args.cron, name=args.name, max_parallel=args.max_parallel, root=Path.cwd(), push=args.push,
-          record=args.record)
+    try:
+        serve(args.cron, name=args.name, max_parallel=args.max_parallel, root=Path.cwd(), push=args.push,
+              record=args.record)
+    except ParamsError as err:  # the orchestration settings are read before the server starts
+        print(f"lessonflow schedule: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,6 +1,7 @@
-"""Every lesson's headline metric at two revisions, from ``dvc metrics diff``.
+"""Every lesson's headline metric at two revisions, from ``dvc metrics diff``, and its verdict against the tutorial.
 
-Used by ``lessonflow compare`` and by the report's "since the last commit" section.
+Used by ``lessonflow compare``, by the report's "since the last commit" section and by the
+flow's results table (light to import: no plotting, no torch).
 A lesson's headline is the first of ``HEADLINE_METRICS`` its ``metrics.json`` has, so new
 lesson kinds need no change here; a change of data source is flagged, never mixed silently.
 """
@@ -21,6 +22,10 @@ HEADLINE_METRICS = ("test_accuracy", "accuracy", "test_mse", "test_rmse", "mse",
 # Bookkeeping numbers that are never a lesson's result (nor is any timing, ``*_seconds``).
 NOT_RESULTS = {"epochs", "seed", "step", "reference_accuracy", "val_samples", "test_samples", "train_samples"}
 WORKSPACE = "workspace"
+# Our accuracy within half a percentage point of the tutorial's "matches" it: the spread that
+# re-running a tutorial with another seed typically gives on MNIST-sized test sets.
+TOLERANCE = 0.005
+STAND_IN_DATA = {"embedded": "sample data", "synthetic": "synthetic data"}  # data_source -> what the verdict adds
 LEGEND = "new / removed: no metrics at the other revision (not built there, or not in the local DVC cache)"
 
 
@@ -34,6 +39,26 @@ def headline(metrics: dict[str, Any]) -> tuple[str, float] | None:
             return key, float(numeric[key])
     fallback = min(numeric, default=None)
     return None if fallback is None else (fallback, float(numeric[fallback]))
+
+
+def verdict(result: tuple[str, float] | None, reference_accuracy: float | None, data_source: str | None) -> str:
+    """matches / beats / falls short of the tutorial's accuracy, within ``TOLERANCE``.
+
+    Only an accuracy is compared with an accuracy; a result on stand-in data (the embedded
+    sample, or CIFAR's synthetic shapes, which are far easier than photographs) says so, since
+    the tutorial measured on the real dataset.
+    """
+    if result is None:
+        return "not built"
+    if reference_accuracy is None:
+        return "no reference result"
+    metric, value = result
+    if metric != "test_accuracy":
+        return f"not comparable ({metric} vs a reference accuracy)"
+    gap = value - reference_accuracy
+    word = "matches" if abs(gap) <= TOLERANCE else "beats" if gap > 0 else "falls short"
+    text = f"{word} ({gap * 100:+.1f} pts)"
+    return f"{text}, on {STAND_IN_DATA[data_source]}" if data_source in STAND_IN_DATA else text
 
 
 def higher_is_better(metric: str) -> bool:

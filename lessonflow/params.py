@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from lessonflow.datasets import NAMES as DATASET_NAMES
 from lessonflow.datasets import spec as dataset_spec
 from lessonflow.kinds import load as load_kind
-from lessonflow.schema import DatasetParams, DeviceName, LessonBase, ParamsError, Profile, Strict, describe, unknown
-
-# libyaml's parser when PyYAML has it: the same mapping, read ten times faster (every stage reads this file)
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from lessonflow.schema import (
+    DatasetParams, DeviceName, LessonBase, OrchestrationParams, ParamsError, Profile, Strict, describe, read_params, unknown,
+)
 
 
 class EnsembleParams(Strict):
@@ -31,20 +28,6 @@ class EnsembleParams(Strict):
 
     dataset: str
     members: list[str] = Field(min_length=1)
-
-
-class OrchestrationParams(Strict):
-    """How flow and scheduled runs guard a checkout left alone for weeks (docs/orchestration.md).
-
-    A hung stage (a stalled download, a deadlocked data loader) would otherwise hold the checkout
-    forever, so each stage has a time limit, generous by default. ``notify`` is where a failed or
-    crashed run is reported: a webhook URL (Slack-compatible JSON) or the name of a Prefect
-    notification block (``slack-webhook/team``); ``LESSONFLOW_NOTIFY`` overrides it, for a URL
-    that must not be committed.
-    """
-
-    stage_timeout_minutes: float = Field(720, gt=0)
-    notify: str | None = None
 
 
 class Params(Strict):
@@ -136,25 +119,6 @@ def parse_params(raw: dict[str, Any], *, lessons: Iterable[str] | None = None,
     if problems:
         raise ParamsError("params.yaml is invalid:\n  " + "\n  ".join(problems))
     return top.model_copy(update={"lessons": parsed})
-
-
-def read_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ParamsError(f"{path} not found: run from the project root (where dvc.yaml is)")
-    with path.open() as fh:
-        raw = yaml.load(fh, Loader=SAFE_LOADER) or {}
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping at the top level")
-    return raw
-
-
-def load_orchestration(path: str | os.PathLike = "params.yaml") -> OrchestrationParams:
-    """Only the ``orchestration`` section: what a flow needs before it starts, without importing any lesson's kind."""
-    try:
-        return OrchestrationParams.model_validate(read_params(path).get("orchestration") or {})
-    except ValidationError as err:
-        raise ParamsError("params.yaml is invalid:\n  " + "\n  ".join(describe(err, OrchestrationParams, ("orchestration",)))) from None
 
 
 def load_params(path: str | os.PathLike = "params.yaml", *, lessons: Iterable[str] | None = None,

@@ -20,7 +20,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from lessonflow.atomic import atomic_dir
-from lessonflow.compare import Comparison, compare, headline, table
+from lessonflow.compare import TOLERANCE, Comparison, compare, headline, table, verdict
 from lessonflow.compare import headers as change_headers
 from lessonflow.compare import rows as change_rows
 from lessonflow.ensemble import table_rows
@@ -28,9 +28,6 @@ from lessonflow.figures import plt, training_curves
 from lessonflow.history import history
 from lessonflow.paths import PLOTS, Layout
 
-# Our accuracy within half a percentage point of the tutorial's "matches" it: the spread that
-# re-running a tutorial with another seed typically gives on MNIST-sized test sets.
-TOLERANCE = 0.005
 # A lesson that logs an image per epoch (a GAN's samples) shows its first and last ones only.
 FIRST_IMAGES, LAST_IMAGES = 2, 6
 IMAGES = "images"
@@ -65,25 +62,6 @@ class LessonResult:
     @property
     def verdict(self) -> str:
         return verdict(self.headline, self.reference_accuracy, self.facts.get("data_source"))
-
-
-def verdict(result: tuple[str, float] | None, reference_accuracy: float | None, data_source: str | None) -> str:
-    """matches / beats / falls short of the tutorial's accuracy, within ``TOLERANCE``.
-
-    Only an accuracy is compared with an accuracy; a result on the embedded sample data says
-    so, since the tutorial measured on the real dataset.
-    """
-    if result is None:
-        return "not built"
-    if reference_accuracy is None:
-        return "no reference result"
-    metric, value = result
-    if metric != "test_accuracy":
-        return f"not comparable ({metric} vs a reference accuracy)"
-    gap = value - reference_accuracy
-    word = "matches" if abs(gap) <= TOLERANCE else "beats" if gap > 0 else "falls short"
-    text = f"{word} ({gap * 100:+.1f} pts)"
-    return f"{text}, on sample data" if data_source == "embedded" else text
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -6,9 +6,12 @@ A leaf module: it imports nothing of the project but its errors, so kinds, datas
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lessonflow.errors import ParamsError
@@ -113,3 +116,40 @@ def describe(err: ValidationError, schema: type[BaseModel], prefix: tuple = ()) 
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
             lines.append(f"{key}: {problem['msg'].removeprefix('Value error, ')}{shown}")
     return lines
+
+
+# libyaml's parser when PyYAML has it: the same mapping, read ten times faster (every stage reads this file)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class OrchestrationParams(Strict):
+    """How flow and scheduled runs guard a checkout left alone for weeks (docs/orchestration.md).
+
+    A hung stage (a stalled download, a deadlocked data loader) would otherwise hold the checkout
+    forever, so each stage has a time limit, generous by default. ``notify`` is where a failed or
+    crashed run is reported: a webhook URL (Slack-compatible JSON) or the name of a Prefect
+    notification block (``slack-webhook/team``); ``LESSONFLOW_NOTIFY`` overrides it, for a URL
+    that must not be committed.
+    """
+
+    stage_timeout_minutes: float = Field(720, gt=0)
+    notify: str | None = None
+
+
+def read_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run from the project root (where dvc.yaml is)")
+    with path.open() as fh:
+        raw = yaml.load(fh, Loader=SAFE_LOADER) or {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_orchestration(path: str | os.PathLike = "params.yaml") -> OrchestrationParams:
+    """Only the ``orchestration`` section: what a flow needs before it starts, without importing any lesson's kind."""
+    try:
+        return OrchestrationParams.model_validate(read_params(path).get("orchestration") or {})
+    except ValidationError as err:
+        raise ParamsError("params.yaml is invalid:\n  " + "\n  ".join(describe(err, OrchestrationParams, ("orchestration",)))) from None

@@ -41,12 +41,19 @@ import traceback
 from pathlib import Path
 
 SWITCH_ENV = "LESSONFLOW_WARM"
+# A file to which each handed-off stage appends one JSON line of where its time went (benchmarks/overhead.py)
+TIMES_ENV = "LESSONFLOW_STAGE_TIMES"
 # Every stage that logs opens DVCLive, which opens the DVC repository: dvc.repo and its git
-# backends (scmrepo, dulwich) cost about half a second per stage when a child imports them itself.
+# backends (scmrepo, dulwich) cost about half a second per stage when a child imports them itself;
+# the modules a repository's first opening imports (its cache, locks, config) add 0.03-0.05 s.
+# ``pydantic`` imports its models lazily: every stage reads params.yaml through them, and
+# ``pydantic.main`` cost each child 0.12-0.2 s (benchmarks/overhead.py; BENCHMARKS.md, issue 16).
 PRELOAD = ("numpy", "torch", "torch.optim", "torch._dynamo", "matplotlib.pyplot", "pandas", "dvclive",
-           "dvc.repo", "dvc.scm", "scmrepo.git", "dulwich.repo", "dulwich.porcelain", "pydantic", "yaml",
-           "tqdm", "PIL.Image", "PIL.JpegImagePlugin", "sklearn.datasets", "sklearn.linear_model",
-           "threadpoolctl")
+           "dvc.repo", "dvc.scm", "scmrepo.git", "dulwich.repo", "dulwich.porcelain", "dulwich.worktree",
+           "dvc.cachemgr", "dvc.data_cloud", "dvc.lock", "dvc.rwlock", "dvc_data.fs", "configobj", "flufl.lock",
+           "zc.lockfile", "platformdirs", "pydantic", "pydantic.main", "pydantic.fields", "pydantic.types", "yaml",
+           "tqdm", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "matplotlib.backends.backend_agg",
+           "sklearn.datasets", "sklearn.linear_model", "threadpoolctl")
 # Read by the BLAS and OpenMP runtimes once, when they load: the server loads them without these,
 # and each stage applies its caller's values itself (``_cap_threads``).
 THREAD_ENVS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -84,16 +91,35 @@ def hand_off() -> None:
     module = launched_module()
     if not enabled() or module is None:
         return
+    entered = time.monotonic()
     try:
         path = socket_path()
         for _ in range(2):  # a server that was just idling out may drop the connection unanswered: once more
             with _connect(path) as conn:
                 child = _submit(conn, module)
                 if child is not None:
-                    _exit_like(_wait_for(conn, child))
+                    forked = time.monotonic()
+                    status = _wait_for(conn, child)
+                    _record_times(module, entered, forked)
+                    _exit_like(status)
         raise OSError("the warm server closed the connection twice without taking the stage")
     except OSError as err:
         print(f"lessonflow: running the stage without the warm server ({err})", file=sys.stderr)
+
+
+def _record_times(module: str, entered: float, forked: float) -> None:
+    """With ``LESSONFLOW_STAGE_TIMES`` set: this stage's start-up (the interpreter's own start, the imports
+    before the hand-off, reaching the server) and the forked child's time (the stage module's imports and its work)."""
+    target = os.environ.get(TIMES_ENV)
+    if not target:
+        return
+    ended = time.monotonic()
+    ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: start time
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    record = {"stage": " ".join([module, *sys.argv[1:]]), "startup": round(age - (ended - forked), 3),
+              "before_hand_off": round(age - (ended - entered), 3), "child": round(ended - forked, 3)}
+    with contextlib.suppress(OSError), open(target, "a") as out:
+        out.write(json.dumps(record) + "\n")
 
 
 def launched_module() -> str | None:

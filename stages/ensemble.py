@@ -12,8 +12,8 @@ from tabulate import tabulate
 
 from lessonflow.ensemble import combine, load_predictions, table_rows
 from lessonflow.figures import accuracy_bars
-from lessonflow.params import ParamsError
 from lessonflow.records import live_log, outputs_of
+from lessonflow.schema import SAFE_LOADER, ParamsError
 from stages import run_stage
 
 PREDICTIONS_SUFFIX = "/eval/outputs/predictions.npz"
@@ -21,7 +21,7 @@ PREDICTIONS_SUFFIX = "/eval/outputs/predictions.npz"
 
 def check_declared(root: Path, name: str, members: list[str]) -> None:
     stage = f"ensemble-{name}"
-    stages = yaml.safe_load((root / "dvc.yaml").read_text()).get("stages", {})
+    stages = yaml.load((root / "dvc.yaml").read_text(), Loader=SAFE_LOADER).get("stages", {})
     if stage not in stages:
         raise ParamsError(f"ensembles.{name}: dvc.yaml has no stage {stage!r}; add one like ensemble-mnist")
     declared = {dep.removeprefix("results/").removesuffix(PREDICTIONS_SUFFIX)

@@ -165,7 +165,9 @@ def test_flow_builds_independent_lessons_concurrently(built, tmp_path):
     assert all(f"`{stage}` | ran |" in report for stage in STAGES), report
 
     from lessonflow.params import load_params
-    from lessonflow.report import verdict
+    from lessonflow.compare import verdict
+
+    from flows.artifacts import RESULTS_KEY
 
     table = results_table()
     params = load_params(repo / "params.yaml")
@@ -176,8 +178,9 @@ def test_flow_builds_independent_lessons_concurrently(built, tmp_path):
         assert table[lesson]["change"] == "new", "the first run on this server has nothing to compare with"
         assert table[lesson]["verdict"] == verdict(("test_accuracy", accuracy), params.lessons[lesson].reference_accuracy,
                                                    "embedded")
-    assert table["mnist-cnn"] == {"result": "mnist-cnn", "metric": "", "value": "", "change": "", "verdict": "not built",
-                                  "report": ""}
+    assert table["mnist-cnn"] == {"result": "mnist-cnn", "metric": "", "value": "", "change": "", "verdict": "not built"}
+    assert list(table)[:2] == LESSONS, "built results come first"
+    assert Artifact.get(RESULTS_KEY).description == f"2 of {len(table)} results built; report: not built yet (stage report)"
 
 
 def test_second_run_starts_no_stage(built, monkeypatch):

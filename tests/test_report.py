@@ -95,6 +95,7 @@ def test_headline_metric_falls_back_for_kinds_without_accuracy():
     (("test_accuracy", 0.9900), 0.98, "mirror", "beats (+1.0 pts)"),
     (("test_accuracy", 0.9700), 0.98, "mirror", "falls short (-1.0 pts)"),
     (("test_accuracy", 0.9700), 0.98, "embedded", "falls short (-1.0 pts), on sample data"),
+    (("test_accuracy", 1.0), 0.8779, "synthetic", "beats (+12.2 pts), on synthetic data"),  # CIFAR's stand-in shapes
     (("test_mse", 0.03), 0.98, "embedded", "not comparable (test_mse vs a reference accuracy)"),
     (("test_mse", 0.03), None, "inline", "no reference result"),
     (None, 0.98, None, "not built"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import re
 import subprocess
 import time
@@ -221,8 +224,14 @@ def test_runs_of_a_schedule_take_turns_and_a_run_by_hand_waits_for_the_checkout(
     from flows.checkout import holder
 
     repo = quick_project(tmp_path / "repo")
-    schedule = Schedule(repo, tmp_path / "prefect-home", "turns")
+    with socket.socket() as default_port:  # taken, as by another server: the schedule's goes elsewhere
+        with contextlib.suppress(OSError):
+            default_port.bind(("127.0.0.1", 4200))
+        schedule = Schedule(repo, tmp_path / "prefect-home", "turns")
+    assert not schedule.ui.endswith(":4200")
     try:
+        with urllib.request.urlopen(f"{schedule.ui}/ui-settings", timeout=10) as settings:
+            assert json.load(settings)["api_url"] == schedule.api, "the UI would ask another server for its data"
         first, second = (schedule.trigger(targets=["mnist-logreg"], force=True) for _ in range(2))
         deadline = time.monotonic() + 300
         while holder(repo) is None:
@@ -298,3 +307,14 @@ def test_a_killed_schedule_is_recovered_the_run_shown_crashed_and_the_next_run_r
         assert f"Running stage '{stage}'" not in logs, f"{stage} had finished before the kill and ran again"
     status = dvc(repo, "status", *(f"evaluate@{lesson}" for lesson in QUICK), "--with-deps").stdout
     assert "up to date" in status, status
+
+
+def test_a_typo_in_the_orchestration_settings_stops_the_schedule_before_it_serves(tmp_path):
+    params = project_params()
+    params["orchestration"]["notfy"] = params["orchestration"].pop("notify")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    started = run(tmp_path, str(BIN / "lessonflow"), "schedule", "--cron", "0 3 * * *", check=False,
+                  env=serve_env(tmp_path / "prefect-home"), timeout=120)
+    assert started.returncode == 1
+    assert "orchestration.notfy: unknown key; allowed keys here: stage_timeout_minutes, notify" in started.stderr
+    assert "Prefect UI" not in started.stdout

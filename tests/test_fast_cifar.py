@@ -106,6 +106,7 @@ def test_cifar_fast_lesson_trains_a_short_run_on_the_embedded_data_and_evaluates
     assert (layout.eval_log("cifar-fast") / "plots").is_dir()
 
 
+@pytest.mark.long  # the contributor's tier stays under 10 minutes (BENCHMARKS.md, test tiers)
 def test_the_benchmark_trains_both_nets_and_draws_accuracy_against_time(tmp_path):
     """``benchmarks/cifar_fast.py`` on the synthetic stand-in: the commands BENCHMARKS.md's numbers come from."""
     script = [sys.executable, str(ROOT / "benchmarks" / "cifar_fast.py")]

@@ -115,6 +115,7 @@ def test_a_second_clone_pulls_the_results_and_rebuilds_nothing(kind, two_commits
     assert stages_ran(dvc(second, "repro", *BUILT, env=env).stdout) == set()
 
 
+@pytest.mark.long  # the contributor's tier stays under 10 minutes (BENCHMARKS.md, test tiers)
 def test_history_lists_commits_and_saved_runs_from_a_clone_and_the_report_draws_the_trend(two_commits, tmp_path):
     repo = clone(two_commits, tmp_path / "repo")
     params_path = repo / "params.yaml"

@@ -243,6 +243,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(small_stock
         assert torch.equal(straight_best.weights[key], resumed_best.weights[key]), key
 
 
+@pytest.mark.long  # the contributor's tier stays under 10 minutes (BENCHMARKS.md, test tiers)
 def test_dvc_repro_builds_stock_mlp_with_its_verdict_and_plot(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["lessons"]["stock-mlp"]["epochs"] = 1

@@ -287,11 +287,7 @@ def section_pipeline(noop_runs: int) -> dict:
         started = time.perf_counter()
         dvc(repo, "repro")
         wall = time.perf_counter() - started
-        trained = {}
-        for metrics in sorted((repo / "results").glob("*/train/metrics.json")):
-            seconds = json.loads(metrics.read_text()).get("train_seconds")
-            if isinstance(seconds, (int, float)):
-                trained[metrics.parts[-3]] = seconds
+        trained = overhead.train_seconds(repo)
         noop = []
         for _ in range(noop_runs):
             started = time.perf_counter()

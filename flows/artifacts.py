@@ -50,8 +50,9 @@ def results_table(project: Path, report_rebuilt: bool) -> list[dict]:
     rows = []
     for name, entry in params.get("lessons", {}).items():
         metrics = _metrics(layout.eval_log(name) / "metrics.json")
-        rows.append(_row(name, headline(metrics), verdict(headline(metrics), entry.get("reference_accuracy"),
-                                                          metrics.get("data_source")), previous))
+        result = headline(metrics)
+        rows.append(_row(name, result, verdict(result, entry.get("reference_accuracy"), metrics.get("data_source")),
+                         previous))
     for name in params.get("ensembles", {}):
         metrics = _metrics(layout.ensemble_log(name) / "metrics.json")
         rows.append(_row(f"ensemble-{name}", headline(metrics), "", previous))
@@ -87,5 +88,4 @@ def _previous_values() -> dict[str, dict]:
     latest = Artifact.get(RESULTS_KEY)
     if latest is None or not latest.data:
         return {}
-    rows = json.loads(latest.data) if isinstance(latest.data, str) else latest.data
-    return {row["result"]: row for row in rows}
+    return {row["result"]: row for row in json.loads(latest.data)}

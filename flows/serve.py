@@ -77,7 +77,7 @@ def prefect_server() -> Iterator[str]:
         server.wait(timeout=60)
 
 
-def recover_crashed_runs(root: Path, name: str) -> list[str]:
+def recover_crashed_runs(root: Path, name: str) -> None:
     """Runs of deployment ``name`` left running by a killed schedule: recorded as crashed and reported.
 
     A run is only taken for dead when no process holds the checkout (``flows.checkout``).
@@ -90,7 +90,7 @@ def recover_crashed_runs(root: Path, name: str) -> list[str]:
 
     if (busy := checkout.holder(root)) is not None:
         print(f"{root} is held by {busy}: its runs are left as they are", flush=True)
-        return []
+        return
     reason = "its serving process was killed during the run (found when lessonflow schedule started again)"
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
@@ -100,7 +100,6 @@ def recover_crashed_runs(root: Path, name: str) -> list[str]:
             client.set_flow_run_state(run.id, Crashed(message=reason), force=True)
             notify.report_run(run, "Crashed", {}, reason)
             print(f"run {run.name} of lessonflow/{name} was left running by a killed schedule: marked crashed", flush=True)
-    return [run.name for run in runs]
 
 
 def serve(cron: str, *, name: str, max_parallel: int, root: Path, push: bool = False, record: bool = True) -> None:

@@ -118,6 +118,14 @@ def snapshot(repo: Path) -> dict[str, tuple[int, bytes]]:
             for path in files if path.is_file()}
 
 
+def working_in(repo: Path) -> list:
+    """Processes besides this one working in ``repo``: dvc, a stage, or its child in the warm server (which takes the stage's folder)."""
+    import psutil
+
+    return [process for process in psutil.process_iter(["cwd"])
+            if process.info["cwd"] == str(repo) and process.pid != os.getpid()]
+
+
 def clone(repo: Path, dest: Path) -> Path:
     """A copy of a built project (git history, DVC cache, outputs and their mtimes) to change freely."""
     shutil.copytree(repo, dest, symlinks=True)

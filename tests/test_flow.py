@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, commit_all, copy_project, dvc, project_env, read_json, run
+from conftest import BIN, commit_all, copy_project, dvc, project_env, read_json, run, working_in
 
 LESSONS = ["mnist-logreg", "mnist-cnn-book"]
 STAGES = ["check", "download@mnist", "prepare@mnist", *(f"{verb}@{lesson}" for verb in ("train", "evaluate") for lesson in LESSONS)]
@@ -255,14 +254,6 @@ def test_failing_stage_fails_the_run_reports_it_and_the_next_run_finishes(built,
     assert len(webhook.received) == 1, "a run that succeeded was reported"
 
 
-def stage_processes(repo: Path) -> list:
-    """Processes working in ``repo`` besides this one: dvc, a stage, or its child in the warm server (which takes the stage's folder)."""
-    import psutil
-
-    return [process for process in psutil.process_iter(["cwd"])
-            if process.info["cwd"] == str(repo) and process.pid != os.getpid()]
-
-
 def test_a_stage_past_its_time_limit_is_stopped_reported_and_loses_nothing(built, monkeypatch, webhook):
     repo, _ = built
     model = repo / "models" / "mnist-cnn-book" / "model.pt"
@@ -280,9 +271,9 @@ def test_a_stage_past_its_time_limit_is_stopped_reported_and_loses_nothing(built
     assert "ran past the stage time limit" in message["text"]
     assert model.read_bytes() == before
     deadline = time.monotonic() + 30
-    while stage_processes(repo) and time.monotonic() < deadline:
+    while working_in(repo) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not stage_processes(repo), "the stopped stage's process is still running"
+    assert not working_in(repo), "the stopped stage's process is still running"
 
     edit_params(repo, **{"mnist-cnn-book": {"epochs": 1}})
     set_orchestration(repo, stage_timeout_minutes=720, notify=None)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, ROOT, clone, commit_all, copy_project, dvc, project_env, project_params, run, snapshot
+from conftest import (
+    BIN, ROOT, clone, commit_all, copy_project, dvc, project_env, project_params, run, snapshot, working_in,
+)
 
 SERVE_STARTUP_S = 300
 
@@ -210,13 +212,6 @@ class Schedule:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
-
-
-def working_in(repo: Path) -> list:
-    """Processes working in ``repo``: dvc, a stage, or its child in the warm server (which takes the stage's folder)."""
-    import psutil
-
-    return [process for process in psutil.process_iter(["cwd"]) if process.info["cwd"] == str(repo)]
 
 
 @pytest.mark.long

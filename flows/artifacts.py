@@ -16,7 +16,7 @@ from prefect.artifacts import Artifact, create_markdown_artifact, create_table_a
 from prefect.logging import get_run_logger
 
 from flows import dvc_stages
-from lessonflow.compare import delta_text, headline, verdict
+from lessonflow.compare import delta_text, headline, read_metrics, verdict
 
 STAGES_KEY = "lessonflow-stages"
 RESULTS_KEY = "lessonflow-results"
@@ -49,12 +49,12 @@ def results_table(project: Path, report_rebuilt: bool) -> list[dict]:
     previous = _previous_values()
     rows = []
     for name, entry in params.get("lessons", {}).items():
-        metrics = _metrics(layout.eval_log(name) / "metrics.json")
+        metrics = read_metrics(layout.eval_log(name) / "metrics.json")
         result = headline(metrics)
         rows.append(_row(name, result, verdict(result, entry.get("reference_accuracy"), metrics.get("data_source")),
                          previous))
     for name in params.get("ensembles", {}):
-        metrics = _metrics(layout.ensemble_log(name) / "metrics.json")
+        metrics = read_metrics(layout.ensemble_log(name) / "metrics.json")
         rows.append(_row(f"ensemble-{name}", headline(metrics), "", previous))
     rows.sort(key=lambda row: row["value"] == "")  # built first, each group in params.yaml's order
     built = sum(row["value"] != "" for row in rows)
@@ -64,10 +64,6 @@ def results_table(project: Path, report_rebuilt: bool) -> list[dict]:
         where = "not built yet (stage report)"
     create_table_artifact(table=rows, key=RESULTS_KEY, description=f"{built} of {len(rows)} results built; report: {where}")
     return rows
-
-
-def _metrics(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _row(name: str, result: tuple[str, float] | None, judged: str, previous: dict) -> dict:

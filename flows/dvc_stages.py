@@ -154,9 +154,16 @@ def call_dvc(root: Path, args: list[str], env: dict[str, str], log: Callable[[st
     """
     process = subprocess.Popen(dvc_command(*args), cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     LIVE.add(process)
+    expired = threading.Event()
+
+    def expire() -> None:
+        if process.poll() is None:
+            expired.set()
+            stop_tree(process)
+
     timer = None
     if deadline is not None:
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), stop_tree, (process,))
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
         timer.start()
     lines = []
     assert process.stdout is not None
@@ -172,7 +179,7 @@ def call_dvc(root: Path, args: list[str], env: dict[str, str], log: Callable[[st
         LIVE.discard(process)
         if timer is not None:
             timer.cancel()
-    if deadline is not None and time.monotonic() >= deadline and code != 0:
+    if expired.is_set():
         tail = "\n".join(lines[-TAIL_LINES:])
         raise StageTimedOut(f"dvc {' '.join(args)} was stopped: it ran past the stage time limit "
                             f"(orchestration.stage_timeout_minutes in params.yaml):\n{tail}")
@@ -180,20 +187,30 @@ def call_dvc(root: Path, args: list[str], env: dict[str, str], log: Callable[[st
 
 
 def stop_tree(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a command and every process under it: SIGTERM (a stage's outputs are written atomically), then SIGKILL."""
+    """Stop a command and every process under it: SIGTERM (a stage's outputs are written atomically), then SIGKILL.
+
+    The command itself is waited for through ``process`` alone: psutil would reap it, and ``Popen``
+    then reports a command that was stopped as one that succeeded (exit status 0).
+    """
     import psutil
 
     try:
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        children = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return
-    for member in tree:
+    process.terminate()
+    for child in children:
         with contextlib.suppress(psutil.NoSuchProcess):
-            member.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=grace)
-    for member in alive:
+            child.terminate()
+    given_up = time.monotonic() + grace
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(grace)
+    _, alive = psutil.wait_procs(children, timeout=max(0.0, given_up - time.monotonic()))
+    if process.poll() is None:
+        process.kill()
+    for child in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
+            child.kill()
 
 
 def stop_all() -> None:

@@ -8,6 +8,7 @@ lesson kinds need no change here; a change of data source is flagged, never mixe
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -27,6 +28,11 @@ WORKSPACE = "workspace"
 TOLERANCE = 0.005
 STAND_IN_DATA = {"embedded": "sample data", "synthetic": "synthetic data"}  # data_source -> what the verdict adds
 LEGEND = "new / removed: no metrics at the other revision (not built there, or not in the local DVC cache)"
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A ``metrics.json``, or nothing for a lesson or ensemble not built yet."""
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def headline(metrics: dict[str, Any]) -> tuple[str, float] | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from lessonflow.atomic import atomic_dir
-from lessonflow.compare import TOLERANCE, Comparison, compare, headline, table, verdict
+from lessonflow.compare import TOLERANCE, Comparison, compare, headline, read_metrics, table, verdict
 from lessonflow.compare import headers as change_headers
 from lessonflow.compare import rows as change_rows
 from lessonflow.ensemble import table_rows
@@ -64,10 +63,6 @@ class LessonResult:
         return verdict(self.headline, self.reference_accuracy, self.facts.get("data_source"))
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def read_curves(lesson_dir: Path) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
     """DVCLive's per-step TSVs (``*/plots/metrics/<split>/<metric>.tsv``) grouped by metric, one line per split."""
     panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
@@ -84,8 +79,8 @@ def read_curves(lesson_dir: Path) -> dict[str, dict[str, tuple[list[float], list
 
 def collect_lesson(lesson_id: str, lesson: Any, layout: Layout, images_dir: Path) -> LessonResult:
     """Read one lesson's results and copy (or draw) its pictures into ``images_dir``."""
-    metrics = read_json(layout.eval_log(lesson_id) / "metrics.json")
-    trained = read_json(layout.train_log(lesson_id) / "metrics.json")
+    metrics = read_metrics(layout.eval_log(lesson_id) / "metrics.json")
+    trained = read_metrics(layout.train_log(lesson_id) / "metrics.json")
     facts = {key: metrics.get(key, trained.get(key)) for key in ("data_source", "device", "train_seconds", "epochs")}
     result = LessonResult(lesson_id, lesson.kind, lesson.dataset, lesson.reference, lesson.reference_accuracy,
                           metrics, facts, beyond_tutorial=lesson.beyond_tutorial)
@@ -124,7 +119,7 @@ def collect_ensemble(name: str, layout: Layout, images_dir: Path) -> EnsembleRes
     if chart.is_file():
         copy = images_dir / f"ensemble-{name}.png"
         shutil.copyfile(chart, copy)
-    return EnsembleResult(name, read_json(log / "metrics.json"), copy)
+    return EnsembleResult(name, read_metrics(log / "metrics.json"), copy)
 
 
 # --- rendering -------------------------------------------------------------------------------------

@@ -245,6 +245,9 @@ def serve(path: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return  # another server got there first
+    # Started from the first stage's folder, a server that stayed there would keep a user's project
+    # busy for as long as it lives; each stage's child takes its own caller's folder anyway.
+    os.chdir("/")
     os.environ.setdefault("MPLBACKEND", "Agg")
     for name in PRELOAD:
         try:

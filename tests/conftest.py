@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,14 @@ def working_in(repo: Path) -> list:
             if process.info["cwd"] == str(repo) and process.pid != os.getpid()]
 
 
+def wait_until_gone(pid: int, what: str) -> None:
+    """Until ``pid`` has exited (gone, or a zombie its adopter has yet to reap)."""
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, f"{what} (pid {pid}) is still running"
+        time.sleep(0.05)
+
+
 def clone(repo: Path, dest: Path) -> Path:
     """A copy of a built project (git history, DVC cache, outputs and their mtimes) to change freely."""
     shutil.copytree(repo, dest, symlinks=True)
@@ -174,8 +183,6 @@ class WebhookReceiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def wait_for(self, count: int = 1, timeout: float = 120) -> list[dict]:
-        import time
-
         deadline = time.monotonic() + timeout
         while len(self.received) < count and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, clone, project_env, read_json, run
+from conftest import ROOT, clone, project_env, read_json, run, wait_until_gone
 
 # A stage that reports what it sees; `exit N`, `sleep [SECONDS]` (writes its pid, then waits) and `echo` modes.
 PROBE = '''
@@ -94,13 +95,6 @@ def wait_for_stage(process: subprocess.Popen, project: Path) -> int:
     return int(pid_file.read_text())
 
 
-def wait_until_gone(pid: int, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
-        assert time.monotonic() < deadline, f"{what} (pid {pid}) is still running"
-        time.sleep(0.05)
-
-
 def test_a_stopped_server_lets_the_running_stage_finish_and_the_next_stage_gets_a_new_server(probe_project):
     from lessonflow import warm
 
@@ -114,6 +108,7 @@ def test_a_stopped_server_lets_the_running_stage_finish_and_the_next_stage_gets_
     wait_until_gone(server, "the stopped server")
     result, seen = probe(probe_project, "echo")
     assert result.returncode == 0 and seen["parent"] != server
+    assert os.readlink(f"/proc/{seen['parent']}/cwd") == "/", "the new server keeps the project's folder busy"
 
 
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 
 from flows import checkout, dvc_stages
@@ -205,7 +206,9 @@ def sweep(assignments: list[str], jobs: int = 2, targets: list[str] | None = Non
     check(project, combinations)
     stages = target_stages(project, targets)
     threads = int(os.environ.get(dvc_stages.THREADS_ENV) or 0) or max(1, (os.cpu_count() or 1) // jobs)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    # The run's id too: two sweeps started within a second of each other would otherwise name their
+    # experiments alike, and the second could not bring its refs back.
+    stamp = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{FlowRunContext.get().flow_run.id.hex[:4]}"
     waiting = [Experiment(f"sweep-{stamp}-{number}", overrides) for number, overrides in enumerate(combinations, 1)]
     logger.info("%d experiment(s), %d at a time, of %s", len(waiting), jobs, " ".join(stages) or "the whole pipeline")
     experiments = _execute(waiting, jobs, project, stages, threads)

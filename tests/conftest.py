@@ -127,6 +127,19 @@ def working_in(repo: Path) -> list:
             if process.info["cwd"] == str(repo) and process.pid != os.getpid()]
 
 
+def quick_project(path: Path, cnn_epochs: int = 1, **orchestration) -> Path:
+    """A committed copy of the project whose two quick lessons train for seconds; ``orchestration`` edits params.yaml."""
+    from dvc.utils.serialize import modify_yaml
+
+    repo = copy_project(path)
+    with modify_yaml(str(repo / "params.yaml")) as params:
+        params["lessons"]["mnist-logreg"]["epochs"] = 2
+        params["lessons"]["mnist-cnn-book"]["epochs"] = cnn_epochs
+        params["orchestration"].update(orchestration)
+    commit_all(repo, "quick lessons")
+    return repo
+
+
 def wait_until_gone(pid: int, what: str) -> None:
     """Until ``pid`` has exited (gone, or a zombie its adopter has yet to reap)."""
     deadline = time.monotonic() + 10

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, commit_all, copy_project, dvc, project_env, read_json, run, working_in
+from conftest import BIN, commit_all, dvc, project_env, quick_project, read_json, run, working_in
 
 LESSONS = ["mnist-logreg", "mnist-cnn-book"]
 STAGES = ["check", "download@mnist", "prepare@mnist", *(f"{verb}@{lesson}" for verb in ("train", "evaluate") for lesson in LESSONS)]
@@ -60,13 +60,6 @@ def results_table() -> dict[str, dict]:
     from flows.artifacts import RESULTS_KEY
 
     return {row["result"]: row for row in json.loads(Artifact.get(RESULTS_KEY).data)}
-
-
-def small_project(path: Path) -> Path:
-    repo = copy_project(path)
-    edit_params(repo, **{"mnist-logreg": {"epochs": 2}, "mnist-cnn-book": {"epochs": 1}})
-    commit_all(repo, "fewer epochs for the tests")
-    return repo
 
 
 def run_flow(repo: Path, monkeypatch, runner: str = "thread", **parameters):
@@ -134,7 +127,7 @@ def error_logs(state) -> str:
 def built(tmp_path_factory, prefect_api):
     """The two lessons built by the flow, two stages at a time; its state for the tests to inspect."""
     monkeypatch = pytest.MonkeyPatch()
-    repo = small_project(tmp_path_factory.mktemp("flow") / "project")
+    repo = quick_project(tmp_path_factory.mktemp("flow") / "project")
     state = run_flow(repo, monkeypatch)
     monkeypatch.undo()
     return repo, state

@@ -7,6 +7,7 @@ The long tests run the real CLI (an ephemeral Prefect server, real DVC) on a cop
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -102,6 +103,8 @@ def test_sweep_runs_three_experiments_two_at_a_time_and_leaves_the_workspace_alo
 
     swept = {name: data for name, data in experiments(baseline).items() if name.startswith("sweep-")}
     assert len(swept) == 3, swept.keys()
+    named = {re.fullmatch(r"(sweep-\d{8}T\d{6}Z-[0-9a-f]{4})-[123]", name) for name in swept}
+    assert None not in named and len({found[1] for found in named}) == 1, swept.keys()  # time and run id, then i
     assert {logreg(data)["optimizer"]["lr"] for data in swept.values()} == {0.05, 0.1, 0.2}
     accuracies = {data["metrics"]["results/mnist-logreg/eval/metrics.json"]["data"]["test_accuracy"]
                   for data in swept.values()}

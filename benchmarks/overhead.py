@@ -301,6 +301,7 @@ def report(build: dict, records: list[dict], trained: dict, noop: dict, status: 
     split = build_split(wall, records, trained)
     outside = 1 - sum(trained.values()) / wall
     outside_training = [p - t for p, t in zip(edit["project"], edit["training"])]
+    edit_outside = statistics.median(outside_training)
     real = {name: statistics.median(values) for name, values in work.items()}
     floor_edit = statistics.median(edit["floor"])
     limit = GOALS["edit_rebuild"] * floor_edit + sum(real.values())
@@ -321,19 +322,19 @@ def report(build: dict, records: list[dict], trained: dict, noop: dict, status: 
     }
     for key in ("noop_repro", "status"):
         result[key]["ratio"] = round(result[key]["project"]["median"] / result[key]["floor"]["median"], 2)
-    result["edit"]["ratio_outside_training"] = round(statistics.median(outside_training) / floor_edit, 2)
+    result["edit"]["ratio_outside_training"] = round(edit_outside / floor_edit, 2)
     result["goals"] = {
         "noop_repro": {"goal": f"≤ ×{GOALS['noop_repro']}", "measured": f"×{result['noop_repro']['ratio']}",
                        "met": result["noop_repro"]["ratio"] <= GOALS["noop_repro"]},
         "edit_rebuild": {"goal": f"outside training ≤ {GOALS['edit_rebuild']} × floor + real work = {limit:.2f} s",
-                         "measured": f"{statistics.median(outside_training):.2f} s",
-                         "met": statistics.median(outside_training) <= limit},
+                         "measured": f"{edit_outside:.2f} s",
+                         "met": edit_outside <= limit},
         "build_share_outside_training": {"goal": f"≤ {GOALS['build_share_outside_training']:.0%}",
                                          "measured": f"{outside:.1%}",
                                          "met": outside <= GOALS["build_share_outside_training"]},
     }
     print(f"overhead: no-op repro ×{result['noop_repro']['ratio']}, status ×{result['status']['ratio']}, "
-          f"one-param rebuild outside training {statistics.median(outside_training):.2f} s (limit {limit:.2f} s), "
+          f"one-param rebuild outside training {edit_outside:.2f} s (limit {limit:.2f} s), "
           f"build {wall:.0f} s ({outside:.0%} outside training) against the floor's {build['floor']['seconds']:.0f} s",
           flush=True)
     return result

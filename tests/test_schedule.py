@@ -239,6 +239,17 @@ def test_runs_of_a_schedule_take_turns_and_a_run_by_hand_waits_for_the_checkout(
     assert "up to date" in status, status
 
 
+def recorded(repo: Path, stage: str) -> bool:
+    """Whether ``stage`` is in dvc.lock: DVC writes it there after the outputs, and only then is the stage done.
+
+    Its outputs alone are not enough: a kill between them and the lock entry rightly runs the stage again.
+    """
+    try:
+        return stage in (yaml.safe_load((repo / "dvc.lock").read_text()) or {}).get("stages", {})
+    except (FileNotFoundError, yaml.YAMLError):  # not written yet, or caught mid-rewrite
+        return False
+
+
 @pytest.mark.long
 def test_a_killed_schedule_is_recovered_the_run_shown_crashed_and_the_next_run_resumes(tmp_path, webhook):
     import psutil
@@ -250,11 +261,10 @@ def test_a_killed_schedule_is_recovered_the_run_shown_crashed_and_the_next_run_r
     home = tmp_path / "prefect-home"
     schedule = Schedule(repo, home, "crash")
     checkpoint, model = (repo / "models" / "mnist-cnn-book" / name for name in ("checkpoint.pt", "model.pt"))
-    logreg_done = repo / "results" / "mnist-logreg" / "eval" / "metrics.json"
     try:
         killed = schedule.trigger(targets=QUICK)
         deadline = time.monotonic() + 600
-        while not (checkpoint.exists() and logreg_done.exists()):
+        while not (checkpoint.exists() and recorded(repo, "evaluate@mnist-logreg")):
             assert time.monotonic() < deadline and not model.exists(), "missed the moment: training ended or never began"
             time.sleep(0.1)
         served = psutil.Process(schedule.process.pid).children(recursive=True)

@@ -205,7 +205,9 @@ class Schedule:
 def test_runs_of_a_schedule_take_turns_and_a_run_by_hand_waits_for_the_checkout(tmp_path):
     from flows.checkout import holder
 
-    repo = quick_project(tmp_path / "repo")
+    # The runs train for some 15 s: the hand run, which takes about 11 s to start, must find the first still going
+    # (with 1 epoch, CI measured 4 s to spare, then a 6 s gap before the second run in which it would find none).
+    repo = quick_project(tmp_path / "repo", cnn_epochs=40)
     with socket.socket() as default_port:  # taken, as by another server: the schedule's goes elsewhere
         with contextlib.suppress(OSError):
             default_port.bind(("127.0.0.1", 4200))
@@ -214,7 +216,7 @@ def test_runs_of_a_schedule_take_turns_and_a_run_by_hand_waits_for_the_checkout(
     try:
         with urllib.request.urlopen(f"{schedule.ui}/ui-settings", timeout=10) as settings:
             assert json.load(settings)["api_url"] == schedule.api, "the UI would ask another server for its data"
-        first, second = (schedule.trigger(targets=["mnist-logreg"], force=True) for _ in range(2))
+        first, second = (schedule.trigger(targets=["mnist-cnn-book"], force=True) for _ in range(2))
         deadline = time.monotonic() + 300
         while holder(repo) is None:
             assert time.monotonic() < deadline, "no run took the checkout"
@@ -235,7 +237,7 @@ def test_runs_of_a_schedule_take_turns_and_a_run_by_hand_waits_for_the_checkout(
     assert re.search(r"is busy: (scheduled|turns)-\S+ \(pid \d+, since .*\) is running on it; waiting",
                      by_hand.stdout + by_hand.stderr), by_hand.stdout + by_hand.stderr
     assert holder(repo) is None
-    status = dvc(repo, "status", "evaluate@mnist-logreg", "--with-deps").stdout
+    status = dvc(repo, "status", *(f"evaluate@{lesson}" for lesson in QUICK), "--with-deps").stdout
     assert "up to date" in status, status
 
 

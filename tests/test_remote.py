@@ -94,7 +94,7 @@ def configure_remote(repo: Path, kind: str, store: Path, endpoint: str | None) -
     return ["-r", "s3"]
 
 
-@pytest.mark.long  # 32 s: keeps the contributor's tier well inside ten minutes
+@pytest.mark.long  # the contributor's tier stays under 10 minutes (BENCHMARKS.md, test tiers)
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_a_second_clone_pulls_the_results_and_rebuilds_nothing(kind, two_commits, tmp_path, request):
     endpoint = request.getfixturevalue("s3_endpoint") if kind == "s3" else None

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lessonflow.compare import headline, read_metrics
+
 THREADS_ENV = "LESSONFLOW_THREADS"  # read by lessonflow.training.make_deterministic
 LOCK_CONTENTION = ("Unable to acquire lock", "is busy, it is being blocked by")
 # What `dvc repro` prints for each way a stage can end.
 RAN, RESTORED, UNCHANGED = "Running stage '{}'", "Stage '{}' is cached", "Stage '{}' didn't change"
-HEADLINE_KEYS = ("test_accuracy", "val.accuracy")
 TAIL_LINES = 40
 LIVE: set[subprocess.Popen] = set()  # dvc commands running now, see call_dvc
 
@@ -329,12 +330,10 @@ def headline_metrics(root: Path, stages: list[str]) -> dict[str, str]:
 
 
 def _headline(paths: list[Path]) -> str:
-    for path in filter(Path.is_file, paths):
-        flat = _flatten(json.loads(path.read_text()))
-        numeric = {key: value for key, value in flat.items() if isinstance(value, (int, float))}
-        for key in (*HEADLINE_KEYS, *sorted(k for k in numeric if k.startswith("test_"))):
-            if key in numeric:
-                return f"{key} = {numeric[key]:.4g}"
+    """The report's headline rule (``compare.headline``), applied to the first metrics file that has one."""
+    for path in paths:
+        if found := headline(_flatten(read_metrics(path))):
+            return f"{found[0]} = {found[1]:.4g}"
     return ""
 
 

@@ -17,11 +17,14 @@ from typing import Any
 from tabulate import tabulate
 
 # In order of preference. Accuracy for classifiers, then the error of regressions and
-# reconstructions, then a training loss for lessons that report nothing held out.
-HEADLINE_METRICS = ("test_accuracy", "accuracy", "test_mse", "test_rmse", "mse", "rmse",
-                    "test_loss", "final_loss", "loss")
+# reconstructions, then a training loss for lessons that report nothing held out. The dotted keys
+# are a training summary's (DVCLive nests them by split), read flattened by the flow's stage table:
+# there the held-out split is the one to show.
+HEADLINE_METRICS = ("test_accuracy", "accuracy", "val.accuracy", "test_mse", "test_rmse", "mse", "rmse",
+                    "test_loss", "best_val_loss", "val.loss", "final_loss", "loss")
 # Bookkeeping numbers that are never a lesson's result (nor is any timing, ``*_seconds``).
-NOT_RESULTS = {"epochs", "seed", "step", "reference_accuracy", "val_samples", "test_samples", "train_samples"}
+NOT_RESULTS = {"epochs", "seed", "step", "reference_accuracy", "val_samples", "test_samples", "train_samples",
+               "test_days", "best_epoch", "iterations", "grid_points"}
 WORKSPACE = "workspace"
 # Our accuracy within half a percentage point of the tutorial's "matches" it: the spread that
 # re-running a tutorial with another seed typically gives on MNIST-sized test sets.

@@ -141,6 +141,7 @@ def test_flow_builds_independent_lessons_concurrently(built, tmp_path):
     a, b = (results[f"train@{lesson}"] for lesson in LESSONS)
     assert a.started < b.finished and b.started < a.finished, "the two trainings did not overlap"
     assert results["evaluate@mnist-logreg"].metric.startswith("test_accuracy = ")
+    assert results["train@mnist-logreg"].metric.startswith("val.accuracy = ")  # the held-out split, not train's
 
     assert_clean(repo)
     sequential = tmp_path / "sequential"  # the same commit, built by a plain `dvc repro`

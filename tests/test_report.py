@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from types import SimpleNamespace
 
@@ -84,9 +85,27 @@ def test_headline_metric_falls_back_for_kinds_without_accuracy():
     assert headline({"framework_seconds": 3.0, "framework_test_mse": 11.9, "pytorch_test_mse": 12.1}) == (
         "framework_test_mse", 11.9)  # a timing is never the result
     assert headline({"device": "cpu", "epochs": 3}) is None
+    assert headline({"test_days": 1002, "test_rmse": 19.94}) == ("test_rmse", 19.94)  # a count is never the result
+    assert headline({"grid_points": 1722, "iterations": 100, "best_epoch": 21}) is None
     assert result_id("results/mnist-cnn/eval/metrics.json") == "mnist-cnn"
     assert result_id("results/ensemble-mnist/metrics.json") == "ensemble-mnist"
     assert result_id("results/mnist-cnn/train/metrics.json") is None
+
+
+def test_the_flow_stage_table_headlines_a_training_summary_by_its_held_out_split(tmp_path):
+    """The flow's stage table reads a training stage's DVCLive summary, nested by split, with the report's rule."""
+    from flows.dvc_stages import _headline
+
+    classifier, regression, nothing = (tmp_path / f"{name}.json" for name in ("classifier", "regression", "nothing"))
+    classifier.write_text(json.dumps({"train": {"loss": 0.1, "accuracy": 0.99}, "val": {"loss": 0.2, "accuracy": 0.95},
+                                      "step": 9, "train_seconds": 3.2}))
+    regression.write_text(json.dumps({"train": {"loss": 0.5}, "val": {"loss": 0.71}, "best_epoch": 21,
+                                      "best_val_loss": 0.6875}))
+    nothing.write_text(json.dumps({"grid_points": 1722, "device": "cpu"}))
+    assert _headline([classifier]) == "val.accuracy = 0.95"
+    assert _headline([regression]) == "best_val_loss = 0.6875"
+    assert _headline([nothing, tmp_path / "not-built.json", classifier]) == "val.accuracy = 0.95"
+    assert _headline([nothing]) == ""
 
 
 @pytest.mark.parametrize("result, reference, source, expected", [

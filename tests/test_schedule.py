@@ -205,8 +205,9 @@ class Schedule:
 def test_runs_of_a_schedule_take_turns_and_a_run_by_hand_waits_for_the_checkout(tmp_path):
     from flows.checkout import holder
 
-    # The runs train for some 15 s: the hand run, which takes about 11 s to start, must find the first still going
-    # (with 1 epoch, CI measured 4 s to spare, then a 6 s gap before the second run in which it would find none).
+    # Each scheduled run retrains mnist-cnn-book for 40 epochs and holds the checkout 26-43 s: the hand run, 11-13 s
+    # to start, must find the first still going. Retraining mnist-logreg (2 epochs), CI measured 4 s to spare, then
+    # a 6 s gap before the second run in which the hand run would have found the checkout free.
     repo = quick_project(tmp_path / "repo", cnn_epochs=40)
     with socket.socket() as default_port:  # taken, as by another server: the schedule's goes elsewhere
         with contextlib.suppress(OSError):

@@ -46,32 +46,28 @@ class Params(Strict):
                 raise ValueError(unknown("dataset", name, DATASET_NAMES))
         return entries
 
-    @field_validator("ensembles")
-    @classmethod
-    def _known_members(cls, ensembles: dict[str, EnsembleParams], info: Any) -> dict[str, EnsembleParams]:
-        for name, group in ensembles.items():
-            check_members(name, group, info.data.get("datasets", {}), info.data.get("lessons", {}))
-        return ensembles
 
-
-def check_members(name: str, group: EnsembleParams, declared: dict, lessons: dict[str, dict]) -> None:
+def check_members(name: str, group: EnsembleParams, declared: dict, lessons: dict[str, dict]) -> list[str]:
     """An ensemble combines distinct lessons of its own dataset (their test sets must be the same)."""
+    key = f"ensembles.{name}"
     if group.dataset not in declared:
-        raise ParamsError(f"{name}.dataset: {unknown('dataset', group.dataset, declared)}")
+        return [f"{key}.dataset: {unknown('dataset', group.dataset, declared)}"]
     same_data = [lesson for lesson, entry in lessons.items() if entry.get("dataset") == group.dataset]
     for member in group.members:
         if member not in same_data:
-            raise ParamsError(f"{name}.members: {unknown(f'{group.dataset} lesson', member, same_data)}")
+            return [f"{key}.members: {unknown(f'{group.dataset} lesson', member, same_data)}"]
         if group.members.count(member) > 1:
-            raise ParamsError(f"{name}.members: {member!r} is listed twice")
+            return [f"{key}.members: {member!r} is listed twice"]
         if lessons[member].get("train_split") == "train+val":
-            raise ParamsError(f"{name}.members: {member!r} trains on the validation split the ensemble fits its "
-                              f"weights on (lessons.{member}.train_split: train+val); set it to 'train' "
-                              "or leave the lesson out")
+            return [f"{key}.members: {member!r} trains on the validation split the ensemble fits its "
+                    f"weights on (lessons.{member}.train_split: train+val); set it to 'train' or leave the lesson out"]
+    return []
 
 
 def check_source(name: str, entry: DatasetParams) -> list[str]:
     """A source the dataset has no fetcher for is caught here, not half-way through its download."""
+    if name not in DATASET_NAMES:
+        return []  # reported as an unknown dataset already
     sources = dataset_spec(name).sources
     if entry.source != "auto" and entry.source not in sources:
         return [f"datasets.{name}.source: {entry.source!r} is not available for {name}; "
@@ -79,7 +75,8 @@ def check_source(name: str, entry: DatasetParams) -> list[str]:
     return []
 
 
-def parse_lesson(lesson_id: str, entry: dict[str, Any], declared: dict) -> tuple[LessonBase | None, list[str]]:
+def parse_lesson(lesson_id: str, entry: dict[str, Any], declared: dict | None) -> tuple[LessonBase | None, list[str]]:
+    """``declared``: the dataset names, or ``None`` when the ``datasets`` section itself is unreadable."""
     try:
         schema = load_kind(entry.get("kind")).schema
         lesson = schema.model_validate(entry)
@@ -87,36 +84,61 @@ def parse_lesson(lesson_id: str, entry: dict[str, Any], declared: dict) -> tuple
         return None, [f"lessons.{lesson_id}.{err}"]
     except ValidationError as err:
         return None, describe(err, schema, ("lessons", lesson_id))
-    if lesson.dataset not in declared:
+    if declared is not None and lesson.dataset not in declared:
         return None, [f"lessons.{lesson_id}.dataset: {unknown('dataset', lesson.dataset, declared)}"
                       " (add it under 'datasets:' or pick a declared one)"]
     return lesson, []
+
+
+def valid_entries(raw: dict[str, Any], section: str, schema: type[Strict]) -> dict[str, Any]:
+    """The entries of ``raw[section]`` that pass ``schema`` on their own; the others are reported by the top-level check."""
+    valid = {}
+    for name, entry in mapping(raw, section).items():
+        try:
+            valid[name] = schema.model_validate(entry)
+        except (ValidationError, ParamsError):
+            pass
+    return valid
+
+
+def mapping(raw: dict[str, Any], section: str) -> dict[str, Any]:
+    value = raw.get(section)
+    return value if isinstance(value, dict) else {}
 
 
 def parse_params(raw: dict[str, Any], *, lessons: Iterable[str] | None = None,
                  datasets: Iterable[str] | None = None) -> Params:
     """Validate the global keys, then the named lessons and datasets in full (``None``: all of them).
 
-    Every problem is reported at once. ``params.lessons`` holds the validated entries only.
+    Every section is checked even when another is invalid, and every problem is reported once:
+    cross-references (a lesson's or an ensemble's dataset, an ensemble's members) are checked
+    against the names declared, whether or not those entries are valid themselves, so one bad value
+    is never repeated as a second error. ``params.lessons`` holds the validated entries only.
     """
+    problems: list[str] = []
     try:
         top = Params.model_validate(raw)
     except ValidationError as err:
-        raise ParamsError("params.yaml is invalid:\n  " + "\n  ".join(describe(err, Params))) from None
-    lesson_ids = list(top.lessons if lessons is None else lessons)
-    dataset_ids = list(top.datasets if datasets is None else datasets)
-    for section, wanted in (("lessons", lesson_ids), ("datasets", dataset_ids)):
-        known = getattr(top, section)
+        top, problems = None, describe(err, Params)
+    declared, entries = mapping(raw, "datasets"), mapping(raw, "lessons")
+    names = declared if isinstance(raw.get("datasets"), dict) else None  # None: no names to check against
+    lesson_ids = list(entries if lessons is None else lessons)
+    dataset_ids = list(declared if datasets is None else datasets)
+    for section, wanted, known in (("lessons", lesson_ids, entries), ("datasets", dataset_ids, declared)):
         for key in wanted:
             if key not in known:
                 raise ParamsError(f"{section}: no entry {key!r}; known: {', '.join(sorted(known))}")
-    parsed, problems = {}, []
+    valid_datasets = valid_entries(raw, "datasets", DatasetParams)
     for name in dataset_ids:
-        problems += check_source(name, top.datasets[name])
-    for lesson_id in lesson_ids:
-        parsed[lesson_id], errors = parse_lesson(lesson_id, top.lessons[lesson_id], top.datasets)
+        problems += check_source(name, valid_datasets[name]) if name in valid_datasets else []
+    parsed = {}
+    for lesson_id in (key for key in lesson_ids if isinstance(entries[key], dict)):  # others: reported above
+        parsed[lesson_id], errors = parse_lesson(lesson_id, entries[lesson_id], names)
         problems += errors
-    if problems:
+    lesson_entries = {key: entry for key, entry in entries.items() if isinstance(entry, dict)}
+    for name, group in valid_entries(raw, "ensembles", EnsembleParams).items() if names is not None else ():
+        problems += check_members(name, group, names, lesson_entries)
+    if problems or top is None:
         raise ParamsError("params.yaml is invalid:\n  " + "\n  ".join(problems))
     return top.model_copy(update={"lessons": parsed})
 

@@ -91,6 +91,25 @@ def test_every_problem_is_reported_at_once():
     assert "lessons.mnist-cnn.epochs" in message and "lessons.mnist-mlp.optimizer.name" in message
 
 
+def problems_in(raw: dict) -> list[str]:
+    message = str(pytest.raises(ParamsError, parse_params, raw).value)
+    return message.splitlines()[1:]  # after "params.yaml is invalid:", one line per problem
+
+
+def test_an_invalid_section_hides_no_error_of_another_and_adds_no_consequence():
+    raw = edited(project_params(), "datasets.mnist.val_fraction", 1.5)
+    raw = edited(edited(raw, "lessons.mnist-cnn.epochs", 0), "lessons.cifar-resnet.epochz", 3)
+    problems = problems_in(raw)
+    assert len(problems) == 3, problems  # each real error once; nothing about the ensembles of mnist
+    for key in ("datasets.mnist.val_fraction", "lessons.mnist-cnn.epochs", "lessons.cifar-resnet.epochz"):
+        assert sum(key in line for line in problems) == 1, (key, problems)
+
+
+def test_a_missing_datasets_section_is_one_error_not_one_per_lesson():
+    raw = edited(project_params(), "datasets", DELETE)
+    assert problems_in(raw) == ["  datasets: Field required"]
+
+
 def test_a_file_that_is_not_a_mapping_is_refused(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("- profile: embedded\n")

@@ -1,32 +1,10 @@
 """`make bench`: lessonflow's training loop against the tutorials' own loops, on the real MNIST.
 
-Sections (each writes ``benchmarks/results/<section>.json`` and prints a table; the
-Markdown tables also go to ``benchmarks/results/tables.md`` for BENCHMARKS.md):
-
-1. ``epoch``: seconds per epoch of every MNIST classifier lesson, lessonflow's
-   ``train_classifier`` and the tutorial's loop (``benchmarks/tutorial.py``) in the same run,
-   same model, same hyper-parameters, both drawing from all 60 000 training images with the
-   10 000 test images as their evaluation set; split into data handling, compute and
-   evaluation. Each run times the first ``steps`` steps of an epoch (12–100: every step
-   costs the same, and a whole epoch of the convolutional and recurrent lessons would take
-   minutes) and scales them to a whole epoch; the test passes are counted as the
-   tutorial makes them per epoch (see ``per_epoch``).
-2. ``fast``: time to the tutorial's accuracy with each lesson's ``recipe: fast``
-   (the pipeline's own data: 54 000 training images, test accuracy on the 10 000).
-3. ``reproduction``: the whole ``mnist-ann`` reproduction (100 epochs) with lessonflow, for
-   real; the tutorial loop's 100 epochs are *extrapolated* from section 1's epochs.
-4. ``pipeline``: ``dvc repro`` of the default profile in a temporary copy of the project
-   (wall time, and the share outside training), then ``dvc repro`` with nothing to do, then one
-   stage forced, run in the warm server (``lessonflow/warm.py``) and in a process of its own.
-5. ``overhead``: the pipeline against DVC's own floor, a do-nothing pipeline of the same shape
-   (``benchmarks/overhead.py``, issue 16): the default build split by where its time goes, no-op
-   ``dvc repro`` and ``dvc status``, one param's rebuild, each beside the floor's in the same run.
-6. ``memory``: peak RSS of training each MNIST lesson on full MNIST (``MEMORY_STEPS`` steps and one
-   evaluation pass, in a child process, ``isolated``: the whole data set is loaded, so an epoch's peak
-   is reached).
-
-Data: the offline mirror (``LESSONFLOW_DATA_MIRROR``, default ``../shared/data``), prepared
-by lessonflow's own download/prepare functions into a temporary folder.
+Each section writes ``benchmarks/results/<section>.json`` and a table (also in ``tables.md``):
+``epoch`` (seconds per epoch, both loops in one run), ``fast`` (time to the tutorial's accuracy
+with ``recipe: fast``), ``reproduction`` (the whole ``mnist-ann`` run), ``pipeline`` and
+``overhead`` (``dvc repro`` against DVC's own floor), ``memory`` (peak RSS per lesson).
+Data: the offline mirror (``LESSONFLOW_DATA_MIRROR``), prepared by lessonflow's own stages.
 Usage: python benchmarks/bench.py [--only epoch fast ...] [--lessons mnist-ann ...] [--repeats N]
 """
 

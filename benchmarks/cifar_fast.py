@@ -1,19 +1,10 @@
 """CIFAR-fast on the CPU: the airbench-style recipe against the tutorial's ResNet (BENCHMARKS.md, CIFAR-fast).
 
-``probe``: seconds per epoch on the full 50 000 training images, from ``--batches`` timed
-training steps extrapolated (the first step, a warm-up, is not timed), for the tutorial's
-``resnet_cifar`` (batch 100, Adam, as params.yaml) and the ``airbench`` net at each width,
-each with channels-last off and on. ``train``: one full run of the recipe, its test accuracy
-(no TTA) after every epoch against the cumulative training seconds (evaluation excluded),
-then the TTA levels 0/1/2 of the final weights. ``tutorial``: the same curve for the tutorial's
-ResNet (``--epochs``, default 2). Both write ``<out>.json`` and ``<out>.tsv``; ``plot RUN.json ...``
-draws their curves on one figure, ``<out>.png``.
-
-Data: ``--data mirror`` decodes ``cifar10/cifar10-jpg.zip`` of $LESSONFLOW_DATA_MIRROR once
-(a JPEG re-encoding of CIFAR-10: accuracies read slightly low), ``--data embedded`` draws the
-synthetic stand-in (a smoke test of the script, not a measurement).
-Usage: python benchmarks/cifar_fast.py {probe,train,tutorial} [--data mirror|embedded] [--epochs N]
-       [--widths 32 128 128] [--seed S] [--threads 2] [--out PATH]
+``probe`` extrapolates seconds per epoch from timed steps; ``train`` runs the recipe once and
+records test accuracy against training seconds per epoch, then the TTA levels; ``tutorial``
+draws the same curve for the tutorial's ResNet; ``plot`` puts runs on one figure.
+``--data mirror`` decodes the mirror's JPEG CIFAR-10 once; ``--data embedded`` is a smoke test.
+Usage: python benchmarks/cifar_fast.py {probe,train,tutorial} [--data mirror|embedded] [--epochs N] …
        python benchmarks/cifar_fast.py plot RUN.json [RUN.json ...] --out PATH
 """
 

@@ -1,14 +1,9 @@
 """The GPU measurement: ``mnist-cnn``, ``cifar-resnet`` and ``cifar-fast`` trained on the full data, time and accuracy.
 
-Trains through lessonflow's own ``train_classifier`` (so bf16 autocast, channels-last,
-cuDNN autotuning and, with ``--compile``, ``torch.compile`` are what is measured, as
-decided by ``lessonflow/accel.py``; ``cifar-fast`` through its own recipe's ``train_fast``),
-then compares the CIFAR-10 result with the published
-reference for fast CIFAR-10 training: airbench, 94 % test accuracy in 3.3 s on one A100
-(Jordan 2024, "94% on CIFAR-10 in 3.29 seconds on a single GPU").
-
-``--smoke`` runs the same code on the CPU on the embedded stand-in data (sklearn digits,
-synthetic shapes) for one epoch: CI's check that the script works, not a measurement.
+Trains through lessonflow's own loop, so what ``lessonflow/accel.py`` decides (bf16 autocast,
+channels-last, cuDNN autotuning, ``--compile``) is what is measured, and sets the CIFAR-10 result
+beside airbench's published one (Jordan 2024). ``--smoke`` runs the same code on the CPU on the
+embedded data for one epoch: CI's check that the script works, not a measurement.
 Usage: python benchmarks/gpu.py [--smoke] [--compile] [--cifar-epochs N] [--recipe fast|tutorial]
 """
 

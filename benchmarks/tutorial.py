@@ -1,18 +1,9 @@
 """The tutorials' own training loops, rebuilt faithfully as the baseline lessonflow is timed against.
 
-What makes them the tutorials' loops (see /work/shared/seeds/): ``torchvision.datasets.MNIST``
-with a per-sample ``ToTensor`` (and ``Normalize`` where the tutorial has it), a shuffling
-``DataLoader``, and each tutorial's own evaluation cadence:
-
-* ``mnist-logreg`` (000): one pass over the test loader after training;
-* ``mnist-ann`` (000): a pass over the *whole* test loader every 50 steps;
-* ``mnist-mlp``, ``mnist-cnn``, ``mnist-inception``, ``mnist-resnet`` (002/003): a test-loader
-  pass after every epoch;
-* ``mnist-cnn-book`` (001 §7.6): the whole test set as one tensor, every 100 steps;
-* ``mnist-lstm``, ``mnist-bilstm`` (001 §9.6): one pass over the test loader after training.
-
-The model and hyper-parameters are the lesson's (built by ``lessonflow.zoo``), so the only
-difference from lessonflow's loop is the data handling and the evaluation cadence.
+What makes them the tutorials' loops: ``torchvision.datasets.MNIST`` with a per-sample
+``ToTensor`` (and ``Normalize`` where the tutorial has it), a shuffling ``DataLoader``, and each
+tutorial's own evaluation cadence (``EVAL_CADENCE`` below). The model and hyper-parameters are the
+lesson's (built by ``lessonflow.zoo``), so data handling and evaluation are the only differences.
 """
 
 from __future__ import annotations

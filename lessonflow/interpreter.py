@@ -46,8 +46,8 @@ def unmet_requirements(pyproject: Path = PYPROJECT) -> list[str]:
 def listed_versions() -> dict[str, str | None]:
     """Normalised name -> version of the distributions on ``sys.path``, read from their folders' names.
 
-    Every stage asks before it starts; ``importlib.metadata`` takes about 0.1 s for the answer, this
-    a few milliseconds. The first folder found wins, as for ``importlib.metadata``; a folder whose name
+    Every stage asks before it starts, and ``importlib.metadata`` is far slower at it (the warm
+    start-up's share in BENCHMARKS.md). The first folder found wins, as for ``importlib.metadata``; a folder whose name
     carries no version (an ``.egg-info`` of an editable install) maps to None, so the exact check decides.
     """
     found: dict[str, str | None] = {}

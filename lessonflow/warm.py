@@ -1,22 +1,11 @@
 """Run pipeline stages in a warm interpreter: the libraries are imported once, not once per stage.
 
-Every stage is a fresh ``python -m stages.<verb> <id>`` process, and on 2 CPU cores most of a
-small stage is importing torch, matplotlib, DVCLive and friends before a moment of work
-(BENCHMARKS.md has the measured cost). So ``python -m stages.<verb>`` hands the stage (``stages/__init__.py``) to a *warm server*: a process of the same interpreter,
-started on first use, that has imported those libraries (never lessonflow or the stages,
-so edited code always runs) and forks one child per stage. The child takes over the
-caller's standard streams, working directory, environment, ``sys.path`` and umask and runs
-the stage module exactly as ``python -m`` would; the caller waits, forwards SIGINT, SIGTERM
-and SIGHUP to it and exits with its status. If the caller dies, the child kills itself, so
-a killed stage stops as a plain process would (outputs are written atomically either way).
-
-The server listens on a socket in a private folder under the temporary directory, named
-after the interpreter, its installed packages (the site-packages folder's modification
-time) and ``PYTHONPATH``, so a changed environment gets a new server; it exits after
-``IDLE_SECONDS`` without a stage. ``LESSONFLOW_WARM=off``, or any system but Linux, runs
-every stage in its own process, as before; so does any failure to start or reach the server.
-
-Usage (internal): ``python -m lessonflow.warm serve <socket>`` / ``python -m lessonflow.warm stop``.
+On few cores most of a small stage is importing torch and friends, so ``python -m stages.<verb>``
+hands the stage to a server of the same interpreter that has imported them (never lessonflow, so
+edited code always runs) and forks one child per stage with the caller's streams, folder,
+environment, ``sys.path`` and umask; the caller forwards signals and exits with the child's status.
+The socket is named after the interpreter, its packages and ``PYTHONPATH``; ``LESSONFLOW_WARM=off``,
+a non-Linux system or any failure to reach the server runs the stage in its own process instead.
 """
 
 from __future__ import annotations
@@ -438,4 +427,4 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["stop"]:
         print("stopped" if stop() else "no warm server was running")
     else:
-        sys.exit(__doc__.rsplit("Usage", 1)[1].strip())
+        sys.exit("usage (internal): python -m lessonflow.warm serve <socket> | python -m lessonflow.warm stop")

@@ -1,12 +1,9 @@
 """Datasets: where each one comes from, how it is checked, and the tensors it becomes.
 
-Every dataset goes through the same two steps, one DVC stage each:
-
-* ``download_dataset`` resolves the source (``embedded``, ``official``, ``mirror`` …),
-  fetches the raw files into a fresh folder and records the source in ``SOURCE.json``;
-* ``prepare_dataset`` verifies and decodes them once into uint8 tensors with a fixed
-  train / validation / test split, so training never decodes per sample.
-
+Every dataset goes through the same two DVC stages: ``download_dataset`` resolves the source
+(``embedded``, ``official``, ``mirror`` …), fetches the raw files into a fresh folder and records
+the source in ``SOURCE.json``; ``prepare_dataset`` verifies and decodes them once into uint8
+tensors with a fixed train / validation / test split, so training never decodes per sample.
 A dataset module only supplies the source-specific parts (a :class:`DatasetSpec`).
 """
 

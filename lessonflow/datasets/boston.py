@@ -1,15 +1,10 @@
-"""Boston housing (UCI ``housing.data``): 506 suburbs, 13 features, median value MEDV in $1000s.
+"""Boston housing (UCI ``housing.data``): 13 features, the median house value MEDV as the target.
 
-The one-feature lessons (seed 004 day 1) fit the price on ``RM``, the average number of
-rooms; the mini-framework lesson uses all 13 features. The split is the seed's own
-(``MyFrame.py``: 20 % test, ``random_state=666``); there is no validation split, since
-none of these lessons tunes anything on one.
-
-Sources: ``official`` = the UCI file, ``mirror`` = ``tabular/housing.data``, both
-checked against the same sha256; ``embedded`` = scikit-learn's bundled diabetes
-regression data (442 patients, 10 features, disease progression after a year), with
-BMI as the one feature. BMI is given in tens of kg/m² (1.8-4.2) so that the seed's
-learning rate, chosen for RM (3.6-8.8 rooms), stays stable on it.
+The one-feature lessons (seed 004 day 1) fit the price on ``RM``, the rooms per dwelling; the
+mini-framework lesson uses all 13. The split is the seed's own (20 % test, ``random_state=666``),
+with no validation split, since none of these lessons tunes on one. ``official`` and ``mirror``
+are checked against one sha256; ``embedded`` is scikit-learn's bundled diabetes regression data
+with BMI as the one feature, rescaled so that the seed's learning rate, chosen for RM, stays stable.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """CIFAR-10 from the official python tarball, a JPEG mirror, or a procedurally drawn stand-in.
 
-* ``official``: the tarball torchvision downloads (``CIFAR10.url``), checked against the
-  sha256 Keras publishes for it (the file whose md5 is torchvision's ``CIFAR10.tgz_md5``). The
-  pickled batches inside are read with an unpickler that admits numpy arrays only.
-  ``datasets.cifar.urls`` may list other places that serve *the same* file; they are held
-  to the official checksum. A different tarball in CIFAR's format (a private subset, a
-  test fixture) is accepted only with its own checksum stated beside its URLs:
-  ``options: {sha256: <hex>}``. That option is refused without ``urls``, so the official
-  URL is always held to the official checksum.
-* ``mirror``: ``cifar10/cifar10-jpg.zip`` in the data mirror, ImageFolder layout
-  ``train/<class>/*.jpg`` and ``test/<class>/*.jpg``; the JPEGs are decoded once.
-* ``embedded``: 10 classes of coloured shapes and patterns drawn with seeded noise
-  (``synthetic`` in the metrics: they are not CIFAR photographs), so the default profile
-  runs offline in seconds.
-
-Every source ends as uint8 tensors (N, 3, 32, 32) with the labels in CIFAR-10's order.
+``official``: torchvision's tarball, held to the sha256 Keras publishes, unpickled with numpy
+arrays only; other ``urls`` must serve the same file, unless ``options.sha256`` states another
+(refused without ``urls``, so the official URL always meets the official checksum). ``mirror``:
+the mirror's ImageFolder JPEG zip, decoded once. ``embedded``: seeded coloured shapes, labelled
+``synthetic`` in the metrics since they are not photographs. All end as uint8 (N, 3, 32, 32).
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
-"""Pima Indians Diabetes: 768 women, 8 clinical measurements, diabetes within five years (0/1).
+"""Pima Indians Diabetes: 8 clinical measurements, diabetes within five years (0/1).
 
-The course (seeds 002 §8, 003 H) trains on a copy of this file scaled to [-1, 1]; here
-the scaling is fitted on the training split only, so the test split stays unseen.
-The seed has no test split at all: 20 % is held out (stratified, ``random_state=0``).
-
-Sources: ``official`` = a public copy of the UCI file, ``mirror`` =
-``tabular/pima-indians-diabetes.csv``, both checked against the same sha256;
-``embedded`` = scikit-learn's bundled breast-cancer data (569 tumours, 30 features,
-malignant/benign). The models take their input width from the data.
+The course (seeds 002 §8, 003 H) trains on a copy scaled to [-1, 1]; here the scaling is fitted
+on the training split only, and 20 % is held out as a test split the seed never had (stratified,
+``random_state=0``). ``official`` and ``mirror`` are checked against one sha256; ``embedded`` is
+scikit-learn's bundled breast-cancer data. The models take their input width from the data.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
-"""Sign Language Digits (Ayrancı Anadolu High School), as the Kaggle tutorial uses it.
+"""Sign Language Digits (Ayrancı Anadolu High School), as the Kaggle tutorial (seed 000) uses it.
 
-The tutorial (seed 000) keeps only the digits 0 and 1, 205 images each, as 64×64
-grayscale, and splits them 85/15 with ``random_state=42``. The upstream images are
-100×100 RGB JPEGs in one folder per digit; they are decoded once here.
-
-Sources:
-* ``official``: the dataset's GitHub repository archive (``Dataset/<digit>/IMG_*.JPG``).
-  GitHub builds that zip on request, so its bytes carry no stable checksum: the
-  *content* (names and bytes of the digit-0 and digit-1 images) is verified instead;
-* ``mirror``: ``sign-language-digits/sign-language-digits.zip`` (``<digit>/IMG_*.JPG``);
-* ``embedded``: scikit-learn's 8×8 digits 0 and 1, scaled up to 64×64.
+Only the digits 0 and 1, as 64×64 grayscale, split 85/15 with ``random_state=42``; the upstream
+RGB JPEGs are decoded once here. ``official``: the GitHub repository archive, which GitHub zips
+on request, so its *content* (names and bytes of the digit images) is verified, not the zip's
+bytes; ``mirror``: the mirror's zip; ``embedded``: scikit-learn's 8×8 digits 0 and 1, upscaled.
 """
 
 from __future__ import annotations

@@ -1,25 +1,11 @@
 """Daily prices (Yahoo's OHLCV layout) as windows of past days, split in time order.
 
-Sources, all written to ``data/raw/stock/prices.csv`` in Yahoo's column layout:
-
-* ``embedded``: the real daily S&P 500 prices 1999-2018 that the ``arch`` package ships
-  (``arch.data.sp500``); ``mirror`` reads the same file, because the offline data
-  mirror has no stock folder and its README points to ``arch`` for exactly this data;
-* ``official``: Yahoo Finance through ``yfinance`` for ``options.ticker`` between
-  ``options.start`` and ``options.end``;
-* ``csv``: a local file at ``options.path`` (``Date, Open, High, Low, Close, Adj Close, Volume``).
-
-Every source's table goes through :func:`validate_prices`, so an empty answer from
-Yahoo, a missing column or a gap in a hand-edited file stops the download stage with a
-message naming the file and column instead of becoming an empty or silently shifted
-dataset.
-
-Why the prepared data looks the way it does: sample *i* is the ``window`` days before
-its target day, the targets are that day's close and whether it closed above the day
-before. Samples are split by target day into train, validation and test **in time
-order, never shuffled** (a random split would let the model see the future), and the
-features are standardised with statistics of the train days only, so nothing about
-the validation or test period leaks into the inputs.
+Sources, all written to ``data/raw/stock/prices.csv``: ``embedded`` and ``mirror``, the S&P 500
+prices that ``arch`` ships; ``official``, Yahoo Finance through ``yfinance``; ``csv``, a local file.
+:func:`validate_prices` stops the download on an empty answer, a missing column or a gap, naming
+the file. Sample *i* is the ``window`` days before its target day; samples are split by target day
+**in time order, never shuffled** (a random split lets the model see the future), and features are
+standardised with the train days' statistics only, so nothing of the test period leaks in.
 """
 
 from __future__ import annotations

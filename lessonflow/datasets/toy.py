@@ -1,13 +1,9 @@
 """The tutorials' inline data points, as one table: the data of the Foundations lessons.
 
-The seeds type these few points straight into their code; keeping them in one
-constants table (written to the raw folder as JSON by ``fetch``) makes them a
-dataset like any other, so the lessons read them from ``data/prepared/toy.pt`` and
-DVC rebuilds the lessons when a point changes. There is nothing to download:
-the only source is ``embedded``.
-
-Every point set is ``{"x": [...], "y": [...]}``; ``square`` has no targets (the
-autograd lesson only differentiates ½Σx² at its points).
+The seeds type these few points into their code; one constants table (written to the raw folder
+as JSON by ``fetch``) makes them a dataset like any other, so DVC rebuilds the lessons when a point
+changes. The only source is ``embedded``. Every point set is ``{"x": [...], "y": [...]}``;
+``square`` has no targets (the autograd lesson only differentiates ½Σx² at its points).
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """A tiny autograd engine in the spirit of seed 004 days 2-3: nodes, topological order, backprop, SGD.
 
-A model is a graph of :class:`Node` objects. ``topological_sort`` orders every node
-after its inputs (and refuses a graph with a cycle); ``forward`` computes values in
-that order, ``backward`` walks it in reverse so that each node has received the
-gradients of all its consumers before passing its own on, and ``sgd`` updates the
-trainable placeholders. Values are NumPy arrays, so one pass handles a whole batch.
-
-Differences from the seed, on purpose: a node with several consumers *adds* their
-gradients (the seed kept only the last), and the loss is the mean over the batch.
+``topological_sort`` orders every :class:`Node` after its inputs (refusing a cycle); ``forward``
+computes values in that order and ``backward`` walks it in reverse, so each node has every
+consumer's gradient before passing its own on; ``sgd`` updates the trainable placeholders.
+Values are NumPy arrays, so one pass handles a batch. On purpose unlike the seed: a node with
+several consumers *adds* their gradients (the seed kept the last), and the loss is a batch mean.
 """
 
 from __future__ import annotations

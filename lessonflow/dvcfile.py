@@ -69,9 +69,12 @@ def _lesson_group(verb: str, code: dict[str, list[str]], params: Any) -> dict[st
             "metrics": [{"results/${key}/train/metrics.json": {"persist": True, "cache": False}}],
             "plots": [{"results/${key}/train/plots": {"persist": True, "cache": False, "x": "step"}}],
         }}
+    # evaluate copies facts from the train log without depending on it: each of them but the training's
+    # duration (which it leaves there) follows from the weights, params, data and code it depends on, and
+    # a dependency on the duration would evaluate an identical model again after every retraining
     return {"foreach": items, "do": {
         "cmd": "python -m stages.evaluate ${key}",
-        "deps": [*deps, "models/${key}", "results/${key}/train/metrics.json"], "params": ["device", "lessons.${key}"],
+        "deps": [*deps, "models/${key}"], "params": ["device", "lessons.${key}"],
         "outs": [{"results/${key}/eval/outputs": {"persist": True}}],
         "metrics": [{"results/${key}/eval/metrics.json": {"persist": True, "cache": False}}],
         "plots": [{"results/${key}/eval/plots": {"persist": True}}],

@@ -57,9 +57,14 @@ def run_facts(seconds: float, device: str, data_source: str, seed: int) -> dict[
     return {"train_seconds": round(seconds, 6), "device": device, "data_source": data_source, "seed": seed}
 
 
+# All but the duration: a retraining to the same weights leaves the evaluation as it was
+# (``lessonflow/dvcfile.py``), so a copied duration would be an earlier run's.
+CARRIED_FACTS = tuple(key for key in RUN_FACTS if key != "train_seconds")
+
+
 def carried_facts(trained: dict[str, Any]) -> dict[str, Any]:
     """The train log's run facts, repeated in the evaluation's metrics so that one file tells the whole run."""
-    return {key: trained[key] for key in RUN_FACTS}
+    return {key: trained[key] for key in CARRIED_FACTS}
 
 
 def read_metrics(live_dir: Path) -> dict[str, Any]:

@@ -7,6 +7,8 @@ Why it looks the way it does:
 * each epoch's shuffle comes from its own seeded generator and every epoch ends in a
   checkpoint holding model, optimiser, scheduler and RNG states, so a killed run
   resumed from the checkpoint ends with exactly the weights of an uninterrupted one;
+  a finished run deletes its checkpoint: the next run (a forced one) trains again, and
+  the folder DVC hashes holds only the weights, not the epochs' timings;
 * a non-finite loss stops the run with the lesson, epoch and step in the message,
   before anything is written over the previous results.
 """
@@ -252,8 +254,8 @@ def run_epochs(parts: dict[str, Any], step: Step, *, epochs: int, n_train: int, 
     schedulers); ``step(index)`` runs one optimisation step on the training rows ``index``
     and returns the batch's per-sample *sums*, averaged over the epoch into the record;
     ``after_epoch()`` adds the epoch's validation figures (its time is recorded as ``eval_seconds``,
-    within the epoch's ``seconds``). Every returned value is watched
-    for NaN, and the run resumes from ``checkpoint`` when it matches ``fingerprint``.
+    within the epoch's ``seconds``). Every returned value is watched for NaN. The run resumes
+    from ``checkpoint`` when it matches ``fingerprint``; the checkpoint is gone once the last epoch is done.
     """
     steps_per_epoch = math.ceil(n_train / batch_size)
     history = History()
@@ -301,6 +303,7 @@ def run_epochs(parts: dict[str, Any], step: Step, *, epochs: int, n_train: int, 
                                 if name not in ("epoch", "eval_seconds")})
         save_checkpoint(checkpoint, {"fingerprint": fingerprint, **{name: part.state_dict() for name, part in parts.items()},
                                      "rng": torch.get_rng_state(), "history": history.epochs})
+    checkpoint.unlink(missing_ok=True)
     return history
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,29 @@ def project_params() -> dict:
 
 def stages_ran(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+class Killed(Exception):
+    """Raised by ``killed_after_checkpoint`` where a kill would have stopped the training."""
+
+
+@contextmanager
+def killed_after_checkpoint(checkpoint: Path):
+    """Stop the training inside the block as a kill right after its first checkpoint would: at the next
+    training step (a forward pass of a module in training mode, seen by a real global PyTorch hook)."""
+    import torch
+
+    def stop(module, args) -> None:
+        if module.training and checkpoint.exists():
+            raise Killed(f"killed after {checkpoint.name} was written")
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(stop)
+    try:
+        with pytest.raises(Killed):
+            yield
+    finally:
+        hook.remove()
+    assert checkpoint.exists()
 
 
 def pytest_collection_modifyitems(items) -> None:

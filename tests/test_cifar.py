@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conftest import project_params
+from conftest import killed_after_checkpoint, project_params
 from lessonflow.datasets import cifar, download_dataset, prepare_dataset
 from lessonflow.datasets import fetch as fetch_module
 from lessonflow.datasets.fetch import ChecksumError, DownloadError
@@ -299,7 +299,8 @@ def test_an_augmented_run_resumed_after_a_kill_ends_like_an_uninterrupted_one(sy
         return model
 
     straight = run(2, "straight")
-    run(1, "resumed")  # "killed" after epoch 1: the augmentation draws of epoch 2 must come out the same
+    with killed_after_checkpoint(tmp_path / "resumed.pt"):  # after epoch 1: its epoch 2 must draw the same
+        run(2, "resumed")
     resumed = run(2, "resumed")
     for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), key

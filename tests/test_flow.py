@@ -88,16 +88,16 @@ def reported_statuses() -> dict[str, str]:
 
 
 def lock_entries(repo: Path) -> dict:
-    """dvc.lock of the test stages, without the hashes of outputs that record wall-clock time.
+    """dvc.lock of the test stages, without the hashes of the metrics files, which record wall-clock time.
 
-    ``metrics.json`` holds ``train_seconds`` and ``models/<id>/checkpoint.pt`` each epoch's
-    seconds, so their hashes differ between any two runs (the weights are compared separately,
-    by ``model_hashes``); every other hash — data, predictions, plots, params — must match.
+    A train log's ``metrics.json`` holds ``train_seconds``, so its hash differs between any two runs;
+    every other hash — data, models (a finished training leaves only its weights there), predictions,
+    plots, params — must match.
     """
     stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     for entry in stages.values():
         for item in entry.get("deps", []) + entry.get("outs", []):
-            if item["path"].endswith("metrics.json") or item["path"].startswith("models/"):
+            if item["path"].endswith("metrics.json"):
                 item.pop("md5"), item.pop("size"), item.pop("nfiles", None)
     return {stage: stages[stage] for stage in STAGES}
 

@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import BIN, ONE_THREAD, QUICK_LESSONS, clone, copy_project, dvc, project_env, read_json, run
+from conftest import (
+    BIN, ONE_THREAD, QUICK_LESSONS, clone, copy_project, dvc, killed_after_checkpoint, project_env, read_json, run,
+    stages_ran,
+)
 
 from lessonflow.runtime import make_deterministic
 from lessonflow.schema import Augmentation
@@ -83,18 +86,43 @@ def test_a_killed_training_resumes_to_exactly_the_uninterrupted_result(quick_bui
         process.wait()
     assert not (repo / "models" / lesson / "model.pt").exists(), "the kill came too late: training had finished"
 
+    killed = checkpoint.read_bytes()
+
     resumed = dvc(repo, "repro", f"train@{lesson}", env=ENV).stdout
     match = re.search(rf"{lesson}: resuming after epoch (\d+) of (\d+)", resumed)
     assert match, resumed
     assert 1 <= int(match[1]) < int(match[2])
     assert_same_training(repo, quick_built, lesson)
+    assert not checkpoint.exists(), "the finished training left its checkpoint"
 
-    # a changed param: the (complete) checkpoint of mnist-logreg is not resumed, training starts over
-    set_lesson(repo, "mnist-logreg", lr=0.1)
-    restarted = run(repo, sys.executable, "-m", "stages.train", "mnist-logreg", env=ENV).stdout
+    # a changed param: the killed run's checkpoint is not resumed, training starts over
+    checkpoint.write_bytes(killed)
+    set_lesson(repo, lesson, lr=0.01)
+    restarted = run(repo, sys.executable, "-m", "stages.train", lesson, env=ENV).stdout
     assert "made with other params" in restarted and "resuming" not in restarted
-    assert (repo / "models/mnist-logreg/model.pt").read_bytes() != (quick_built / "models/mnist-logreg/model.pt").read_bytes()
-    assert [step for step, _ in curves(repo, "mnist-logreg")["metrics/train/loss.tsv"]] == [str(i) for i in range(25)]
+    model = f"models/{lesson}/model.pt"
+    assert (repo / model).read_bytes() != (quick_built / model).read_bytes()
+    assert [step for step, _ in curves(repo, lesson)["metrics/train/loss.tsv"]] == [str(i) for i in range(3)]
+
+
+@pytest.mark.long
+def test_a_forced_retrain_trains_again_and_its_identical_model_leaves_the_evaluation_up_to_date(quick_built, tmp_path):
+    repo = clone(quick_built, tmp_path / "repo")
+    lesson = "mnist-cnn-book"
+    assert not list((repo / "models").rglob("*checkpoint*")), "a finished training left a checkpoint"
+    before = read_json(repo / "results" / lesson / "train" / "metrics.json")
+
+    forced = dvc(repo, "repro", "--force", "--single-item", f"train@{lesson}", env=ENV)
+    assert stages_ran(forced.stdout) == {f"train@{lesson}"}
+    assert "resuming" not in forced.stdout + forced.stderr
+    assert f"{lesson}:   0%" in forced.stderr, forced.stderr  # the progress bar starts from epoch 0
+    assert read_json(repo / "results" / lesson / "train" / "metrics.json")["train_seconds"] != before["train_seconds"]
+    assert_same_training(repo, quick_built, lesson)
+    assert not list((repo / "models").rglob("*checkpoint*")), "the forced training left a checkpoint"
+
+    status = dvc(repo, "status", f"evaluate@{lesson}", env=ENV).stdout
+    assert "Data and pipelines are up to date" in status, status
+    assert stages_ran(dvc(repo, "repro", f"evaluate@{lesson}", env=ENV).stdout) == set()
 
 
 def test_the_checkpoint_restores_the_random_number_stream(tmp_path):
@@ -118,7 +146,8 @@ def test_the_checkpoint_restores_the_random_number_stream(tmp_path):
         return model.state_dict()
 
     straight = train(3, "straight")
-    train(1, "resumed")
+    with killed_after_checkpoint(tmp_path / "resumed.pt"):
+        train(3, "resumed")
     resumed = train(3, "resumed", stir=True)
     for key, value in straight.items():
         assert torch.equal(value, resumed[key]), key

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, dvc, project_env, read_json
+from conftest import ROOT, dvc, killed_after_checkpoint, project_env, read_json
 
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
 from lessonflow.datasets.fetch import DownloadError
@@ -204,10 +204,9 @@ def test_training_is_deterministic(small_stock_project, monkeypatch):
     monkeypatch.setenv("LESSONFLOW_THREADS", "1")
     params, layout = small_stock_project
     run_ = LessonRun("stock-mlp", params, layout)
-    layout.checkpoint("stock-mlp").unlink(missing_ok=True)
     train_lesson(run_)
     first = torch.load(layout.model("stock-mlp"), weights_only=True)
-    layout.checkpoint("stock-mlp").unlink()
+    assert not layout.checkpoint("stock-mlp").exists()
     train_lesson(run_)
     second = torch.load(layout.model("stock-mlp"), weights_only=True)
     assert all(torch.equal(first[key], second[key]) for key in first)
@@ -234,9 +233,11 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(small_stock
         return model, best, history
 
     straight, straight_best, _ = fit_for(3, tmp_path / "straight.pt")
-    _, _, killed = fit_for(1, tmp_path / "resumed.pt")  # "killed" after one epoch
+    with killed_after_checkpoint(tmp_path / "resumed.pt"):
+        fit_for(3, tmp_path / "resumed.pt")
+    killed = torch.load(tmp_path / "resumed.pt", weights_only=False)["history"]
     resumed, resumed_best, history = fit_for(3, tmp_path / "resumed.pt")
-    assert history.epochs[0] == killed.epochs[0] and len(history.epochs) == 3  # epoch 1 came from the checkpoint
+    assert history.epochs[0] == killed[0] and len(history.epochs) == 3  # epoch 1 came from the checkpoint
     assert straight_best.epoch == resumed_best.epoch and straight_best.val_loss == resumed_best.val_loss
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import killed_after_checkpoint
 
 from lessonflow.errors import DivergedError
 from lessonflow.runtime import make_deterministic, pick_device
@@ -43,17 +44,30 @@ def test_same_seed_gives_bit_identical_weights(digits, tmp_path):
 
 def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits, tmp_path):
     straight, _ = train(digits, tmp_path, epochs=3, name="straight")
-    train(digits, tmp_path, epochs=1, name="resumed")          # "killed" after epoch 1
+    with killed_after_checkpoint(tmp_path / "resumed.pt"):
+        train(digits, tmp_path, epochs=3, name="resumed")
     checkpoint = torch.load(tmp_path / "resumed.pt", weights_only=False)
     assert len(checkpoint["history"]) == 1
     resumed, history = train(digits, tmp_path, epochs=3, name="resumed")
-    assert len(history.epochs) == 3
+    assert len(history.epochs) == 3 and history.epochs[0] == checkpoint["history"][0]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
 
 
+def test_a_finished_training_leaves_no_checkpoint_and_the_next_one_trains_every_epoch(digits, tmp_path, capsys):
+    first, before = train(digits, tmp_path, name="again")
+    assert not (tmp_path / "again.pt").exists()
+    second, after = train(digits, tmp_path, name="again")
+    assert "resuming" not in capsys.readouterr().out
+    assert [e["epoch"] for e in after.epochs] == [1, 2, 3]
+    assert all(new["seconds"] != old["seconds"] for new, old in zip(after.epochs, before.epochs))  # really ran
+    for (key, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), key
+
+
 def test_a_checkpoint_from_other_params_is_not_resumed(digits, tmp_path):
-    train(digits, tmp_path, epochs=2, name="x")
+    with killed_after_checkpoint(tmp_path / "x.pt"):
+        train(digits, tmp_path, epochs=2, name="x")
     make_deterministic(seed=7)
     model = build_model("mlp", {}, in_shape=(1, 8, 8), num_classes=10)
     cfg = TrainConfig(epochs=2, batch_size=32, optimizer="sgd", lr=0.05, seed=7)

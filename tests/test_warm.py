@@ -129,7 +129,6 @@ def test_training_in_the_warm_server_gives_the_same_model_as_a_plain_process(qui
     for warm in ("on", "off"):
         repo = clone(quick_built, tmp_path / warm)
         (repo / "models" / "mnist-logreg" / "model.pt").unlink()
-        (repo / "models" / "mnist-logreg" / "checkpoint.pt").unlink(missing_ok=True)
         output = run(repo, sys.executable, "-m", "stages.train", "mnist-logreg",
                      env=project_env(LESSONFLOW_WARM=warm, LESSONFLOW_THREADS="1")).stdout
         assert "resuming" not in output

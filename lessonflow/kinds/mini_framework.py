@@ -163,8 +163,7 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
     trained = read_metrics(layout.train_log(run.lesson_id))
     metrics = {f"{engine}_test_mse": round(float(np.mean((values - data["y_test"]) ** 2)), 6)
                for engine, values in predicted.items()}
-    metrics.update(framework_seconds=trained["framework_seconds"], pytorch_seconds=trained["pytorch_seconds"],
-                   max_prediction_gap=float(np.abs(predicted["framework"] - predicted["pytorch"]).max()),
+    metrics.update(max_prediction_gap=float(np.abs(predicted["framework"] - predicted["pytorch"]).max()),
                    epochs=trained["epochs"], **carried_facts(trained), reference_accuracy=lesson.reference_accuracy)
     with live_log(layout.eval_log(run.lesson_id)) as live:
         live.summary.update(metrics)

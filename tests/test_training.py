@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lessonflow.contract import Checkpoint
 from lessonflow.errors import DivergedError
 from lessonflow.runtime import make_deterministic, pick_device
 from lessonflow.training import TrainConfig, eval_batch_size, predict_logits, train_classifier
@@ -28,7 +29,7 @@ def train(digits, tmp_path, epochs=3, lr=0.01, name="run", optimizer="adam"):
                         in_shape=(1, 8, 8), num_classes=10)
     cfg = TrainConfig(epochs=epochs, batch_size=32, optimizer=optimizer, lr=lr, seed=7)
     history = train_classifier(model, digits, cfg, device=torch.device("cpu"),
-                               checkpoint=tmp_path / f"{name}.pt", fingerprint="f", label=name, progress=False)
+                               checkpoint=Checkpoint(tmp_path / f"{name}.pt", "f", name), progress=False)
     return model, history
 
 
@@ -57,8 +58,8 @@ def test_a_checkpoint_from_other_params_is_not_resumed(digits, tmp_path):
     make_deterministic(seed=7)
     model = build_model("mlp", {}, in_shape=(1, 8, 8), num_classes=10)
     cfg = TrainConfig(epochs=2, batch_size=32, optimizer="sgd", lr=0.05, seed=7)
-    history = train_classifier(model, digits, cfg, device=torch.device("cpu"), checkpoint=tmp_path / "x.pt",
-                               fingerprint="other", label="x", progress=False)
+    history = train_classifier(model, digits, cfg, device=torch.device("cpu"),
+                               checkpoint=Checkpoint(tmp_path / "x.pt", "other", "x"), progress=False)
     assert [e["epoch"] for e in history.epochs] == [1, 2]
 
 

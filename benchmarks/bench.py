@@ -31,6 +31,7 @@ import torch  # noqa: E402
 import overhead  # noqa: E402
 from overhead import summary  # noqa: E402
 import tutorial  # noqa: E402
+from lessonflow.contract import Checkpoint  # noqa: E402
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset  # noqa: E402
 from lessonflow.kinds.classifier import train_config  # noqa: E402
 from lessonflow.params import DatasetParams, load_params  # noqa: E402
@@ -87,8 +88,8 @@ def run_lessonflow(lesson, data: dict, cfg, work: Path):
     model = fresh_model(lesson)
     checkpoint = work / "checkpoint.pt"
     checkpoint.unlink(missing_ok=True)
-    history = train_classifier(model, data, cfg, device=CPU, checkpoint=checkpoint, fingerprint="bench",
-                               label="bench", progress=False)
+    history = train_classifier(model, data, cfg, device=CPU, checkpoint=Checkpoint(checkpoint, "bench", "bench"),
+                               progress=False)
     return model, history
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from lessonflow.contract import Checkpoint  # noqa: E402
 from lessonflow.datasets import mirror_root  # noqa: E402
 from lessonflow.datasets.cifar import MIRROR_FILE, read_jpeg_zip, synthetic_images  # noqa: E402
 from lessonflow.fastcifar import Recipe, accuracy, train_fast  # noqa: E402
@@ -113,8 +114,8 @@ def train(args) -> dict:
         return {"test_accuracy": accuracy(model, x_test, y_test, 0, recipe.channels_last)}
 
     with tempfile.TemporaryDirectory() as tmp:
-        history = train_fast(model, x_train, y_train, recipe, checkpoint=Path(tmp) / "ckpt.pt",
-                             fingerprint="bench", after_epoch=test_accuracy)
+        history = train_fast(model, x_train, y_train, recipe, checkpoint=Checkpoint(Path(tmp) / "ckpt.pt", "bench", "cifar-fast"),
+                             after_epoch=test_accuracy)
     elapsed, curve = curve_of(history, "test_accuracy")
     tta = {f"tta{level}": accuracy(model, x_test, y_test, level, recipe.channels_last) for level in (0, 1, 2)}
     widths = recipe.model.kwargs()["widths"]
@@ -133,8 +134,7 @@ def tutorial(args) -> dict:
     model = build_model(lesson.model.name, lesson.model.kwargs(), in_shape=(3, 32, 32), num_classes=10)
     data = {"x_train": x_train, "y_train": y_train, "x_val": x_test, "y_val": y_test}  # "val": the test images
     with tempfile.TemporaryDirectory() as tmp:
-        history = train_classifier(model, data, cfg, device=torch.device("cpu"), checkpoint=Path(tmp) / "ckpt.pt",
-                                   fingerprint="bench", label="cifar-resnet")
+        history = train_classifier(model, data, cfg, device=torch.device("cpu"), checkpoint=Checkpoint(Path(tmp) / "ckpt.pt", "bench", "cifar-resnet"))
     elapsed, curve = curve_of(history, "val_accuracy")
     return {"net": "cifar-resnet: the tutorial's ResNet", "data": args.data, "seed": args.seed, "epochs": cfg.epochs,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "train_seconds": round(elapsed, 1),

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from lessonflow import accel  # noqa: E402
+from lessonflow.contract import Checkpoint  # noqa: E402
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset  # noqa: E402
 from lessonflow.fastcifar import accuracy, train_fast  # noqa: E402
 from lessonflow.kinds.classifier import train_config  # noqa: E402
@@ -56,8 +57,8 @@ def measure(lesson_id: str, lesson, data: dict, device: torch.device, work: Path
     plan = accel.plan_for(device, image_inputs=data["x_train"].dim() == 4, deterministic=False,
                           compile_requested=compile_model)
     started = time.perf_counter()
-    history = train_classifier(model, data, cfg, device=device, checkpoint=work / f"{lesson_id}.ckpt",
-                               fingerprint="gpu-bench", label=lesson_id, progress=False)
+    history = train_classifier(model, data, cfg, device=device, checkpoint=Checkpoint(work / f"{lesson_id}.ckpt", "gpu-bench", lesson_id),
+                               progress=False)
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - started
@@ -77,8 +78,8 @@ def measure_fast(lesson, data: dict, device: torch.device, work: Path, epochs: i
     model = build_model(lesson.model.name, lesson.model.kwargs(), in_shape=tuple(data["x_train"].shape[1:]),
                         num_classes=len(data["classes"]))
     started = time.perf_counter()
-    history = train_fast(model, data["x_train"], data["y_train"], recipe, checkpoint=work / "cifar-fast.ckpt",
-                         fingerprint="gpu-bench", label="cifar-fast", device=device, progress=False)
+    history = train_fast(model, data["x_train"], data["y_train"], recipe, checkpoint=Checkpoint(work / "cifar-fast.ckpt", "gpu-bench", "cifar-fast"),
+                         device=device, progress=False)
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - started

@@ -203,15 +203,15 @@ def time_real_work(root: str, lesson: str, ensemble: str, runs: int) -> dict[str
 
     for name in warm.PRELOAD:
         importlib.import_module(name)
-    from lessonflow.lessons import LessonRun, evaluate_lesson
     from lessonflow.params import load_params
     from lessonflow.paths import Layout
     from lessonflow.report import build_report
     from stages.ensemble import ensemble as run_ensemble
+    from stages.evaluate import evaluate
 
     layout = Layout(Path(root))
     params = load_params(layout.params)
-    calls = {"evaluate": lambda: evaluate_lesson(LessonRun(lesson, params, layout)),
+    calls = {"evaluate": lambda: evaluate(lesson, params, layout),
              "ensemble": lambda: run_ensemble(ensemble, params, layout),
              "report": lambda: build_report(params, layout)}
     times: dict[str, list[float]] = {name: [] for name in calls}

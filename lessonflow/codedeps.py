@@ -3,8 +3,9 @@
 A stage's code deps in dvc.yaml are the closure of its entry module's imports plus the modules it
 loads by name (its lesson's kind, its dataset), read from the source: an edit to a module then
 rebuilds exactly the stages that run it. Imports inside functions count too (they run when the
-function does). ``LAUNCH_ONLY`` modules decide *where* a stage runs (the warm server, the
-interpreter check) and never what it computes, so they are nobody's dep.
+function does), except in a ``REGISTRY``, whose functions each import one key's module: a stage
+runs only its own lesson's, added as an entry (``kind_module``). ``LAUNCH_ONLY`` modules decide
+*where* a stage runs (the warm server, the interpreter check) and never what it computes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("lessonflow", "stages")
 LAUNCH_ONLY = frozenset({"lessonflow/warm.py", "lessonflow/interpreter.py"})
+REGISTRY = frozenset({"lessonflow/kinds/__init__.py"})
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:
@@ -33,8 +35,10 @@ def module_file(name: str, root: Path = ROOT) -> Path | None:
 def imported_modules(path: Path) -> frozenset[str]:
     """Dotted names a file imports: ``from a.b import c`` is ``a.b.c`` when ``c`` is a module, else ``a.b``."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    registry = path.as_posix().endswith(tuple(f"/{module}" for module in REGISTRY))
+    statements = [node for node in tree.body if not (registry and isinstance(node, ast.FunctionDef))]
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (inner for statement in statements for inner in ast.walk(statement)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:

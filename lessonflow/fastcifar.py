@@ -18,13 +18,13 @@ checkpoints and resumes like every other lesson.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from lessonflow.contract import Checkpoint
 from lessonflow.schema import Strict
 from lessonflow.training import History, descend, run_epochs
 from lessonflow.zoo import AirbenchNet, FrozenScaleBatchNorm
@@ -152,8 +152,7 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 
 def train_fast(model: AirbenchNet, x_train: torch.Tensor, y_train: torch.Tensor, recipe: Recipe, *,
-               checkpoint: Path, fingerprint: str, label: str = "cifar-fast",
-               device: torch.device = torch.device("cpu"),
+               checkpoint: Checkpoint, device: torch.device = torch.device("cpu"),
                after_epoch=dict, progress: bool = True) -> History:
     """Train ``model`` (uint8 ``x_train``) with the recipe through ``run_epochs``.
 
@@ -189,6 +188,5 @@ def train_fast(model: AirbenchNet, x_train: torch.Tensor, y_train: torch.Tensor,
 
     return run_epochs({"model": model, "optimizer": optimizer, "scheduler": scheduler, "lookahead": lookahead},
                       step, epochs=recipe.epochs, n_train=len(y_train), batch_size=recipe.batch_size,
-                      seed=recipe.seed, device=device, checkpoint=checkpoint, fingerprint=fingerprint,
-                      label=label, after_epoch=after_epoch, progress=progress)
+                      seed=recipe.seed, device=device, checkpoint=checkpoint, after_epoch=after_epoch, progress=progress)
 

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from lessonflow.datasets import NAMES as DATASET_NAMES
 from lessonflow.datasets import spec as dataset_spec
-from lessonflow.kinds import load as load_kind
+from lessonflow.kinds import kind_of
 from lessonflow.schema import (
     DatasetParams, DeviceName, LessonBase, OrchestrationParams, ParamsError, Profile, Strict, describe, read_params, unknown,
 )
@@ -78,7 +78,7 @@ def check_source(name: str, entry: DatasetParams) -> list[str]:
 def parse_lesson(lesson_id: str, entry: dict[str, Any], declared: dict | None) -> tuple[LessonBase | None, list[str]]:
     """``declared``: the dataset names, or ``None`` when the ``datasets`` section itself is unreadable."""
     try:
-        schema = load_kind(entry.get("kind")).schema
+        schema = kind_of(entry.get("kind")).Lesson
         lesson = schema.model_validate(entry)
     except ParamsError as err:
         return None, [f"lessons.{lesson_id}.{err}"]

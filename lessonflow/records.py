@@ -67,7 +67,7 @@ def carried_facts(trained: dict[str, Any]) -> dict[str, Any]:
     return {key: trained[key] for key in CARRIED_FACTS}
 
 
-def read_metrics(live_dir: Path) -> dict[str, Any]:
+def read_summary(live_dir: Path) -> dict[str, Any]:
     path = live_dir / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing: run the stage that writes it first (dvc repro)")

@@ -74,6 +74,11 @@ class LessonBase(Strict):
     # and ``reference`` is then the tutorial's result it is measured against
     beyond_tutorial: bool = False
 
+    def for_source(self, data_source: str) -> LessonBase:
+        """The settings the lesson trains and is scored with on data from ``data_source``: a kind with
+        settings for the sample data (``embedded:``) puts them in place here, once, before it runs."""
+        return self
+
 
 def unknown(what: str, name: str, allowed: Any) -> str:
     return f"unknown {what} {name!r}; allowed: {', '.join(sorted(allowed))}"

@@ -1,16 +1,10 @@
-"""The one training loop every trained lesson uses (``run_epochs``; ``train_classifier`` is its cross-entropy case).
+"""The one training loop every torch lesson uses: batches by indexing, checkpoints, resume, NaN stop.
 
-Why it looks the way it does:
-
-* the data stays a uint8 tensor (on the training device) and batches are taken by
-  indexing, so no per-sample Python, PIL or ``ToTensor`` work happens in the loop;
-* each epoch's shuffle comes from its own seeded generator and every epoch ends in a
-  checkpoint holding model, optimiser, scheduler and RNG states, so a killed run
-  resumed from the checkpoint ends with exactly the weights of an uninterrupted one;
-  a finished run deletes its checkpoint: the next run (a forced one) trains again, and
-  the folder DVC hashes holds only the weights, not the epochs' timings;
-* a non-finite loss stops the run with the lesson, epoch and step in the message,
-  before anything is written over the previous results.
+The data stays a uint8 tensor on the training device and batches are taken by indexing, so no
+per-sample Python or ``ToTensor`` work happens in the loop. Each epoch's shuffle has its own seeded
+generator and each epoch ends in a checkpoint of every state, RNG included, so a killed run resumes
+to exactly the weights of an uninterrupted one; the train stage deletes the checkpoint once the model
+is saved, so a forced run trains again. A non-finite loss stops the run before anything is written.
 """
 
 from __future__ import annotations
@@ -31,6 +25,7 @@ from tqdm import tqdm
 
 from lessonflow import accel as fast
 from lessonflow.atomic import atomic_path
+from lessonflow.contract import Checkpoint
 from lessonflow.errors import DivergedError
 from lessonflow.schema import Augmentation, LessonBase, ModelParams, OptimizerParams, ParamsError, ScheduleName, Strict
 from lessonflow.zoo import check_model_args
@@ -246,21 +241,21 @@ Step = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 
 def run_epochs(parts: dict[str, Any], step: Step, *, epochs: int, n_train: int, batch_size: int, seed: int,
-               device: torch.device, checkpoint: Path, fingerprint: str, label: str,
-               after_epoch: Callable[[], dict[str, float]] = dict, progress: bool = True) -> History:
+               device: torch.device, checkpoint: Checkpoint, after_epoch: Callable[[], dict[str, float]] = dict, progress: bool = True) -> History:
     """The epoch loop every trained lesson kind shares, whatever it optimises.
 
     ``parts`` are the stateful objects a checkpoint holds, by name (models, optimisers,
     schedulers); ``step(index)`` runs one optimisation step on the training rows ``index``
     and returns the batch's per-sample *sums*, averaged over the epoch into the record;
     ``after_epoch()`` adds the epoch's validation figures (its time is recorded as ``eval_seconds``,
-    within the epoch's ``seconds``). Every returned value is watched for NaN. The run resumes
-    from ``checkpoint`` when it matches ``fingerprint``; the checkpoint is gone once the last epoch is done.
+    within the epoch's ``seconds``). Every returned value is watched for NaN, and the run resumes
+    from ``checkpoint`` when it matches its fingerprint (the train stage deletes it once the model is saved).
     """
     steps_per_epoch = math.ceil(n_train / batch_size)
     history = History()
-    fingerprint = f"{fingerprint}:{device.type}"  # a CUDA run's state must not continue on the CPU, or back
-    resumed = load_checkpoint(checkpoint, fingerprint)
+    label = checkpoint.label
+    fingerprint = f"{checkpoint.fingerprint}:{device.type}"  # a CUDA run's state must not continue on the CPU, or back
+    resumed = load_checkpoint(checkpoint.path, fingerprint)
     if resumed is not None:
         for name, part in parts.items():
             part.load_state_dict(resumed[name])
@@ -301,16 +296,14 @@ def run_epochs(parts: dict[str, Any], step: Step, *, epochs: int, n_train: int, 
         history.epochs.append(record)
         epochs_bar.set_postfix({name: f"{value:.4f}" for name, value in record.items()
                                 if name not in ("epoch", "eval_seconds")})
-        save_checkpoint(checkpoint, {"fingerprint": fingerprint, **{name: part.state_dict() for name, part in parts.items()},
+        save_checkpoint(checkpoint.path, {"fingerprint": fingerprint, **{name: part.state_dict() for name, part in parts.items()},
                                      "rng": torch.get_rng_state(), "history": history.epochs})
-    checkpoint.unlink(missing_ok=True)
     return history
 
 
 def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], cfg: TrainConfig, *,
-                     device: torch.device, checkpoint: Path, fingerprint: str, label: str,
-                     progress: bool = True) -> History:
-    """Train ``model`` in place with cross-entropy; resume from ``checkpoint`` when it matches ``fingerprint``.
+                     device: torch.device, checkpoint: Checkpoint, progress: bool = True) -> History:
+    """Train ``model`` in place with cross-entropy; resume from ``checkpoint`` when it matches its fingerprint.
 
     Each epoch ends with a pass over the validation split when ``data`` has one.
     """
@@ -340,6 +333,5 @@ def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], cfg: Train
 
     return run_epochs({"model": model, "optimizer": optimizer, "scheduler": scheduler}, step, epochs=cfg.epochs,
                       n_train=len(y_train), batch_size=cfg.batch_size, seed=cfg.seed, device=device,
-                      checkpoint=checkpoint, fingerprint=fingerprint, label=label,
-                      after_epoch=validate if "x_val" in data else dict,
+                      checkpoint=checkpoint, after_epoch=validate if "x_val" in data else dict,
                       progress=progress)

@@ -11,9 +11,13 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from lessonflow.schema import ModelParams
 
 MODELS: dict[str, type[nn.Module]] = {}
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -48,6 +52,18 @@ def check_model_args(name: str, kwargs: dict) -> None:
 def build_model(name: str, kwargs: dict, *, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     check_model_args(name, kwargs)
     return MODELS[name](in_shape=tuple(in_shape), num_classes=num_classes, **kwargs)
+
+
+def model_for(model: ModelParams, data: dict) -> nn.Module:
+    """The params' model sized for a prepared image or feature dataset: its input shape and its classes."""
+    return build_model(model.name, model.kwargs(), in_shape=tuple(data["x_train"].shape[1:]),
+                       num_classes=len(data["classes"]))
+
+
+def restored(model: nn.Module, state: dict[str, torch.Tensor], device: torch.device) -> nn.Module:
+    """A built model with the weights training saved, on ``device``: how every evaluation starts."""
+    model.load_state_dict(state)
+    return model.to(device)
 
 
 @register("mlp")

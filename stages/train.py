@@ -1,10 +1,56 @@
-from lessonflow.lessons import LessonRun, train_lesson
+"""``train@<lesson>``: the lesson's kind trains; this stage seeds, loads, saves and logs, alike for every kind.
+
+It resumes from the lesson's checkpoint when the params, prepared data and code that made it are
+the same (``fingerprint``), saves each state the kind returns under ``models/<id>/`` and writes the
+train log (``results/<id>/train/``): the run facts every lesson has, the kind's numbers and curves.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from lessonflow.atomic import atomic_path
+from lessonflow.contract import CHECKPOINT_SUFFIX, Checkpoint
+from lessonflow.datasets import load_prepared
+from lessonflow.kinds import kind_of
+from lessonflow.records import live_log, log_curves, run_facts
+from lessonflow.runtime import make_deterministic, pick_device
+from lessonflow.schema import LessonBase
 from stages import run_stage
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "lessonflow"
+
+
+def fingerprint(lesson: LessonBase, *inputs: Path) -> str:
+    """Identifies the params, input files, code and torch version a checkpoint was made with."""
+    digest = hashlib.sha256(json.dumps(lesson.model_dump(), sort_keys=True).encode())
+    digest.update(torch.__version__.encode())
+    for path in [*inputs, *sorted(PACKAGE_DIR.rglob("*.py"))]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def train(lesson_id, params, layout):
     """Train one lesson's model (resuming from its checkpoint when params, data and code are unchanged)."""
-    train_lesson(LessonRun(lesson_id, params, layout))
+    lesson = params.lessons[lesson_id]
+    device = pick_device(params.device)
+    make_deterministic(lesson.seed)
+    prepared = layout.prepared(lesson.dataset)
+    data = load_prepared(prepared)
+    checkpoint = Checkpoint(layout.checkpoint(lesson_id), fingerprint(lesson, prepared), lesson_id)
+    trained = kind_of(lesson.kind).train(lesson.for_source(data["source"]), name=lesson_id, data=data,
+                                         device=device, checkpoint=checkpoint)
+    for stem, state in trained.states.items():
+        with atomic_path(layout.model(lesson_id).with_name(f"{stem}.pt")) as tmp:
+            torch.save(state, tmp)
+    for finished in layout.model(lesson_id).parent.glob(f"*{CHECKPOINT_SUFFIX}"):  # the GAN's judge has its own
+        finished.unlink()  # a finished training leaves nothing to resume, and models/<id>/ only its weights
+    with live_log(layout.train_log(lesson_id)) as live:
+        log_curves(live, trained.history, trained.curves)
+        live.summary.update(**run_facts(trained.seconds, trained.device, data["source"], lesson.seed),
+                            **trained.summary)
 
 
 if __name__ == "__main__":

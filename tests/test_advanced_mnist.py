@@ -16,10 +16,12 @@ import torch
 from conftest import dvc, killed_after_checkpoint, project_params, read_json
 
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
-from lessonflow.lessons import LessonRun, evaluate_lesson, train_lesson
-from lessonflow.params import DatasetParams, parse_params
+from lessonflow.contract import Checkpoint
+from lessonflow.params import DatasetParams, Params, parse_params
 from lessonflow.paths import Layout
 from lessonflow.zoo import GAN, AutoEncoder, InceptionA, InceptionNet, ResidualBlock, build_model
+from stages.evaluate import evaluate as evaluate_stage
+from stages.train import train as train_stage
 
 LESSONS = ["mnist-inception", "mnist-resnet", "mnist-lstm", "mnist-bilstm", "mnist-autoencoder", "mnist-gan"]
 CLASSIFIERS = LESSONS[:4]
@@ -112,22 +114,20 @@ def tiny_digits(tmp_path_factory) -> Path:
     return root
 
 
-def one_epoch_run(root: Path, lesson_id: str, **overrides) -> LessonRun:
+def one_epoch_params(lesson_id: str, **overrides) -> Params:
     entry = lesson_params(lesson_id) | {"epochs": 1} | overrides
     entry.pop("embedded", None)  # its sample-data settings would replace the one epoch
     if entry["kind"] == "gan":
         entry |= {"samples": 16, "judge": entry["judge"] | {"epochs": 1}}
-    params = parse_params({"device": "cpu", "datasets": {"mnist": {"source": "embedded"}},
-                           "lessons": {lesson_id: entry}})
-    return LessonRun(lesson_id, params, Layout(root))
+    return parse_params({"device": "cpu", "datasets": {"mnist": {"source": "embedded"}},
+                         "lessons": {lesson_id: entry}})
 
 
 @pytest.mark.parametrize("lesson_id", LESSONS)
 def test_each_lesson_trains_one_epoch_and_evaluates(tiny_digits, lesson_id):
-    run = one_epoch_run(tiny_digits, lesson_id)
-    train_lesson(run)
-    metrics = evaluate_lesson(run)
-    layout = run.layout
+    params, layout = one_epoch_params(lesson_id), Layout(tiny_digits)
+    train_stage(lesson_id, params, layout)
+    metrics = evaluate_stage(lesson_id, params, layout)
     kept = {"model.pt", "judge.pt"} if lesson_id == "mnist-gan" else {"model.pt"}
     assert {p.name for p in layout.model(lesson_id).parent.iterdir()} == kept  # the weights, no checkpoint
     assert read_json(layout.train_log(lesson_id) / "metrics.json")["epochs"] == 1
@@ -157,14 +157,29 @@ def test_each_lesson_trains_one_epoch_and_evaluates(tiny_digits, lesson_id):
 @pytest.mark.parametrize("train_split, trained_on, validated", [("train", 200, True), ("train+val", 250, False)])
 def test_train_split_decides_whether_the_validation_images_are_trained_on(tiny_digits, train_split, trained_on,
                                                                           validated):
-    run = one_epoch_run(tiny_digits, "mnist-logreg", train_split=train_split)
-    train_lesson(run)
-    metrics = evaluate_lesson(run)
-    assert read_json(run.layout.train_log("mnist-logreg") / "metrics.json")["train_samples"] == trained_on
+    params, layout = one_epoch_params("mnist-logreg", train_split=train_split), Layout(tiny_digits)
+    train_stage("mnist-logreg", params, layout)
+    metrics = evaluate_stage("mnist-logreg", params, layout)
+    assert read_json(layout.train_log("mnist-logreg") / "metrics.json")["train_samples"] == trained_on
     assert metrics["train_samples"] == trained_on
     # a validation accuracy of images the model trained on would be a training accuracy: none is reported
     assert ("val_accuracy" in metrics) == validated
-    assert (run.layout.train_log("mnist-logreg") / "plots" / "metrics" / "val").is_dir() == validated
+    assert (layout.train_log("mnist-logreg") / "plots" / "metrics" / "val").is_dir() == validated
+
+
+def test_a_finished_training_leaves_no_checkpoint_and_the_next_one_trains_every_epoch(tiny_digits, capsys):
+    params, layout = one_epoch_params("mnist-logreg", epochs=3), Layout(tiny_digits)
+    train_stage("mnist-logreg", params, layout)
+    first = layout.model("mnist-logreg").read_bytes()
+    before = read_json(layout.train_log("mnist-logreg") / "metrics.json")
+    assert not layout.checkpoint("mnist-logreg").exists()
+    capsys.readouterr()
+    train_stage("mnist-logreg", params, layout)  # what `dvc repro -f` runs
+    shown = capsys.readouterr()
+    assert "resuming" not in shown.out + shown.err
+    after = read_json(layout.train_log("mnist-logreg") / "metrics.json")
+    assert after["epochs"] == 3 and after["train_seconds"] != before["train_seconds"]  # really ran again
+    assert layout.model("mnist-logreg").read_bytes() == first
 
 
 def test_a_resumed_gan_ends_where_an_uninterrupted_one_ends(tiny_digits, tmp_path):
@@ -174,12 +189,11 @@ def test_a_resumed_gan_ends_where_an_uninterrupted_one_ends(tiny_digits, tmp_pat
     data = load_prepared(Layout(tiny_digits).prepared("mnist"))
 
     def gan_after(epochs: int, layout: Layout) -> dict:
-        run = one_epoch_run(tiny_digits, "mnist-gan")
-        lesson = run.lesson.model_copy(update={"epochs": epochs})
-        run = LessonRun("mnist-gan", run.params.model_copy(update={"lessons": {"mnist-gan": lesson}}), layout)
+        lesson = one_epoch_params("mnist-gan").lessons["mnist-gan"].model_copy(update={"epochs": epochs})
         make_deterministic(lesson.seed)
         model = build_model("gan", lesson.model.kwargs(), in_shape=DIGITS, num_classes=10)
-        history = train_gan(run, model, data, torch.device("cpu"), fingerprint="same")
+        history = train_gan(lesson, model, data, torch.device("cpu"),
+                            Checkpoint(layout.checkpoint("mnist-gan"), "same", "mnist-gan"))
         return model.state_dict(), history
 
     straight, _ = gan_after(2, Layout(tmp_path / "straight"))

@@ -21,17 +21,18 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import killed_after_checkpoint, project_params
+from lessonflow.contract import Checkpoint
 from lessonflow.datasets import cifar, download_dataset, prepare_dataset
 from lessonflow.datasets import fetch as fetch_module
 from lessonflow.datasets.fetch import ChecksumError, DownloadError
-from lessonflow.kinds.classifier import KIND
-from lessonflow.lessons import LessonRun
 from lessonflow.params import DatasetParams, parse_params
 from lessonflow.paths import Layout
 from lessonflow.runtime import make_deterministic
 from lessonflow.schema import Augmentation
 from lessonflow.training import TrainConfig, augment_batch, predict_logits, score, to_inputs, train_classifier
 from lessonflow.zoo import BasicBlock, build_model
+from stages.evaluate import evaluate as evaluate_stage
+from stages.train import train as train_stage
 
 CPU = torch.device("cpu")
 
@@ -45,8 +46,8 @@ def build(tmp_path: Path, **dataset) -> dict:
 
 
 def fit(model, data, cfg, tmp_path, name="run"):
-    return train_classifier(model, data, cfg, device=CPU, checkpoint=tmp_path / f"{name}.pt", fingerprint="f",
-                            label=name, progress=False)
+    return train_classifier(model, data, cfg, device=CPU, checkpoint=Checkpoint(tmp_path / f"{name}.pt", "f", name),
+                            progress=False)
 
 
 # --- embedded: the synthetic stand-in -----------------------------------------------------------
@@ -329,9 +330,9 @@ def test_cifar_resnet_lesson_trains_one_short_epoch_and_evaluates_clean(syntheti
     layout.prepared("cifar").parent.mkdir(parents=True)
     torch.save({**synthetic, "x_train": synthetic["x_train"][:200], "y_train": synthetic["y_train"][:200]},
                layout.prepared("cifar"))
-    run = LessonRun("cifar-resnet", parse_params(raw), layout)
-    KIND.train(run)
-    metrics = KIND.evaluate(run)
+    params = parse_params(raw)
+    train_stage("cifar-resnet", params, layout)
+    metrics = evaluate_stage("cifar-resnet", params, layout)
     assert metrics["epochs"] == 1 and metrics["data_source"] == "synthetic"
     assert np.isfinite(metrics["test_loss"]) and 0 <= metrics["test_accuracy"] <= 1
     assert (layout.eval_log("cifar-resnet") / "plots").is_dir()

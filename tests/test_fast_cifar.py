@@ -14,11 +14,11 @@ from conftest import ROOT, project_env, project_params
 from test_cifar import build
 
 from lessonflow.fastcifar import flip_translate, normalized, predict
-from lessonflow.kinds.fast_cifar import KIND
-from lessonflow.lessons import LessonRun
 from lessonflow.params import ParamsError, parse_params
 from lessonflow.paths import Layout
 from lessonflow.zoo import build_model
+from stages.evaluate import evaluate as evaluate_stage
+from stages.train import train as train_stage
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +80,8 @@ def test_the_recipe_names_its_net():
 def test_the_sample_budget_applies_on_the_synthetic_images_only():
     lesson = parse_params(project_params()).lessons["cifar-fast"]
     for source in ("official", "mirror"):
-        assert lesson.chosen(source) == lesson  # the real data trains the recipe as written
-    sample = lesson.chosen("synthetic")
+        assert lesson.for_source(source) == lesson  # the real data trains the recipe as written
+    sample = lesson.for_source("synthetic")
     assert (sample.epochs, sample.batch_size) == (lesson.embedded.epochs, lesson.embedded.batch_size)
     assert sample.model_copy(update={"epochs": lesson.epochs, "batch_size": lesson.batch_size}) == lesson
 
@@ -95,10 +95,10 @@ def test_cifar_fast_lesson_trains_a_short_run_on_the_embedded_data_and_evaluates
     layout.prepared("cifar").parent.mkdir(parents=True)
     torch.save({**synthetic, "x_train": synthetic["x_train"][:300], "y_train": synthetic["y_train"][:300]},
                layout.prepared("cifar"))
-    run = LessonRun("cifar-fast", parse_params(raw), layout)
+    params = parse_params(raw)
     torch.manual_seed(0)
-    KIND.train(run)
-    metrics = KIND.evaluate(run)
+    train_stage("cifar-fast", params, layout)
+    metrics = evaluate_stage("cifar-fast", params, layout)
     assert metrics["epochs"] == 1 and metrics["data_source"] == "synthetic" and metrics["train_samples"] == 300
     assert np.isfinite(metrics["test_loss"]) and 0 <= metrics["test_accuracy"] <= 1
     predictions = np.load(layout.eval_log("cifar-fast") / "outputs" / layout.predictions("cifar-fast").name)

@@ -11,9 +11,10 @@ from conftest import dvc, project_params, read_json
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
 from lessonflow.datasets.toy import POINT_SETS, decode
 from lessonflow.kinds.foundation_descent import MODELS, autograd_gradient, descend, hand_gradient
-from lessonflow.lessons import LessonRun, evaluate_lesson, train_lesson
 from lessonflow.params import ParamsError, parse_params
 from lessonflow.paths import Layout
+from stages.evaluate import evaluate as evaluate_stage
+from stages.train import train as train_stage
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -36,9 +37,9 @@ def layout(tmp_path_factory) -> Layout:
 
 
 def run_lesson(layout: Layout, lesson_id: str, **overrides) -> dict:
-    run = LessonRun(lesson_id, params_for(lesson_id, **overrides), layout)
-    train_lesson(run)
-    return evaluate_lesson(run)
+    params = params_for(lesson_id, **overrides)
+    train_stage(lesson_id, params, layout)
+    return evaluate_stage(lesson_id, params, layout)
 
 
 def assert_png(layout: Layout, lesson_id: str, name: str) -> None:

@@ -22,6 +22,7 @@ from conftest import (
     stages_ran,
 )
 
+from lessonflow.contract import Checkpoint
 from lessonflow.runtime import make_deterministic
 from lessonflow.schema import Augmentation
 from lessonflow.training import TrainConfig, train_classifier
@@ -141,8 +142,8 @@ def test_the_checkpoint_restores_the_random_number_stream(tmp_path):
             torch.manual_seed(12345)
         cfg = TrainConfig(epochs=epochs, batch_size=50, optimizer="sgd", lr=0.1, seed=3,
                           augment=Augmentation(hflip=True))
-        train_classifier(model, data, cfg, device=torch.device("cpu"), checkpoint=tmp_path / f"{name}.pt",
-                         fingerprint="same", label=name, progress=False)
+        train_classifier(model, data, cfg, device=torch.device("cpu"),
+                         checkpoint=Checkpoint(tmp_path / f"{name}.pt", "same", name), progress=False)
         return model.state_dict()
 
     straight = train(3, "straight")

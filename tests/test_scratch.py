@@ -11,12 +11,13 @@ import torch
 from conftest import dvc, project_params, read_json
 from lessonflow.datasets import download_dataset, prepare_dataset
 from lessonflow.kinds import mini_framework
-from lessonflow.lessons import LessonRun, evaluate_lesson, train_lesson
 from lessonflow.params import parse_params
 from lessonflow.paths import Layout
 from lessonflow.scratch import framework as fw
 from lessonflow.scratch.classifiers import MODELS
 from lessonflow.scratch.line import fit_line, knn_predict, line_gradients, mse, random_search
+from stages.evaluate import evaluate as evaluate_stage
+from stages.train import train as train_stage
 
 RNG = np.random.default_rng(7)
 MY_LESSONS = ["sign-logreg-scratch", "sign-nn2-scratch", "boston-knn", "boston-random-search",
@@ -156,9 +157,8 @@ def brief_runs(tmp_path_factory):
             prepare_dataset(name, params.datasets[name], layout.raw(name), layout.prepared(name))
         metrics = {}
         for lesson in lessons:
-            run = LessonRun(lesson, params, layout)
-            train_lesson(run)
-            metrics[lesson] = evaluate_lesson(run)
+            train_stage(lesson, params, layout)
+            metrics[lesson] = evaluate_stage(lesson, params, layout)
         results.append((layout, metrics))
     return results
 

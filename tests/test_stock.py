@@ -12,16 +12,18 @@ import torch
 import yaml
 from conftest import ROOT, dvc, killed_after_checkpoint, project_env, read_json
 
+from lessonflow.contract import Checkpoint
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
 from lessonflow.datasets.fetch import DownloadError
 from lessonflow.datasets.stock import (
     COLUMNS, StockOptions, chronological_split, fetch, persistence, prepare_prices, stock_options, validate_prices,
 )
-from lessonflow.kinds.stock import build_for, direction_report, fit, inputs, price_report
-from lessonflow.lessons import LessonRun, evaluate_lesson, train_lesson
+from lessonflow.kinds.stock import build_for, direction_report, inputs, price_report, train_net
 from lessonflow.params import DatasetParams, ParamsError, load_params, parse_params
 from lessonflow.paths import Layout
 from lessonflow.runtime import make_deterministic
+from stages.evaluate import evaluate as evaluate_stage
+from stages.train import train as train_stage
 
 STOCK_LESSONS = ["stock-mlp", "stock-lstm", "stock-updown", "stock-updown-lstm"]
 ONE_THREAD = {"LESSONFLOW_THREADS": "1"}  # small models: one thread is fastest on a shared CPU
@@ -184,9 +186,8 @@ def small_stock_project(sp500, tmp_path_factory):
 def test_each_stock_lesson_trains_and_reports_beside_its_baseline(small_stock_project, lesson, monkeypatch):
     monkeypatch.setenv("LESSONFLOW_THREADS", "1")
     params, layout = small_stock_project
-    run_ = LessonRun(lesson, params, layout)
-    train_lesson(run_)
-    metrics = evaluate_lesson(run_)
+    train_stage(lesson, params, layout)
+    metrics = evaluate_stage(lesson, params, layout)
     assert metrics["epochs"] == 2 and metrics["data_source"] == "embedded" and metrics["test_days"] == 76
     if params.lessons[lesson].target == "close":
         assert isinstance(metrics["beats_persistence"], bool) and metrics["persistence_rmse"] > 0
@@ -203,11 +204,10 @@ def test_each_stock_lesson_trains_and_reports_beside_its_baseline(small_stock_pr
 def test_training_is_deterministic(small_stock_project, monkeypatch):
     monkeypatch.setenv("LESSONFLOW_THREADS", "1")
     params, layout = small_stock_project
-    run_ = LessonRun("stock-mlp", params, layout)
-    train_lesson(run_)
+    train_stage("stock-mlp", params, layout)
     first = torch.load(layout.model("stock-mlp"), weights_only=True)
     assert not layout.checkpoint("stock-mlp").exists()
-    train_lesson(run_)
+    train_stage("stock-mlp", params, layout)
     second = torch.load(layout.model("stock-mlp"), weights_only=True)
     assert all(torch.equal(first[key], second[key]) for key in first)
 
@@ -228,8 +228,8 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(small_stock
     def fit_for(epochs, checkpoint):
         make_deterministic(lesson.seed)
         model = build_for(lesson, data)
-        history, best = fit(model, lesson.model_copy(update={"epochs": epochs}), data, device=torch.device("cpu"),
-                            checkpoint=checkpoint, fingerprint="same", label="resume")
+        history, best = train_net(model, lesson.model_copy(update={"epochs": epochs}), data, device=torch.device("cpu"),
+                                  checkpoint=Checkpoint(checkpoint, "same", "resume"))
         return model, best, history
 
     straight, straight_best, _ = fit_for(3, tmp_path / "straight.pt")

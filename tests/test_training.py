@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import killed_after_checkpoint
 
+from lessonflow.contract import Checkpoint
 from lessonflow.errors import DivergedError
 from lessonflow.runtime import make_deterministic, pick_device
 from lessonflow.training import TrainConfig, eval_batch_size, predict_logits, train_classifier
@@ -29,7 +30,7 @@ def train(digits, tmp_path, epochs=3, lr=0.01, name="run", optimizer="adam"):
                         in_shape=(1, 8, 8), num_classes=10)
     cfg = TrainConfig(epochs=epochs, batch_size=32, optimizer=optimizer, lr=lr, seed=7)
     history = train_classifier(model, digits, cfg, device=torch.device("cpu"),
-                               checkpoint=tmp_path / f"{name}.pt", fingerprint="f", label=name, progress=False)
+                               checkpoint=Checkpoint(tmp_path / f"{name}.pt", "f", name), progress=False)
     return model, history
 
 
@@ -54,25 +55,14 @@ def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(digits,
         assert torch.equal(a, b)
 
 
-def test_a_finished_training_leaves_no_checkpoint_and_the_next_one_trains_every_epoch(digits, tmp_path, capsys):
-    first, before = train(digits, tmp_path, name="again")
-    assert not (tmp_path / "again.pt").exists()
-    second, after = train(digits, tmp_path, name="again")
-    assert "resuming" not in capsys.readouterr().out
-    assert [e["epoch"] for e in after.epochs] == [1, 2, 3]
-    assert all(new["seconds"] != old["seconds"] for new, old in zip(after.epochs, before.epochs))  # really ran
-    for (key, a), b in zip(first.state_dict().items(), second.state_dict().values()):
-        assert torch.equal(a, b), key
-
-
 def test_a_checkpoint_from_other_params_is_not_resumed(digits, tmp_path):
     with killed_after_checkpoint(tmp_path / "x.pt"):
         train(digits, tmp_path, epochs=2, name="x")
     make_deterministic(seed=7)
     model = build_model("mlp", {}, in_shape=(1, 8, 8), num_classes=10)
     cfg = TrainConfig(epochs=2, batch_size=32, optimizer="sgd", lr=0.05, seed=7)
-    history = train_classifier(model, digits, cfg, device=torch.device("cpu"), checkpoint=tmp_path / "x.pt",
-                               fingerprint="other", label="x", progress=False)
+    history = train_classifier(model, digits, cfg, device=torch.device("cpu"),
+                               checkpoint=Checkpoint(tmp_path / "x.pt", "other", "x"), progress=False)
     assert [e["epoch"] for e in history.epochs] == [1, 2]
 
 

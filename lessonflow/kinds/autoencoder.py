@@ -9,21 +9,18 @@ beside their reconstructions, and the test digits in the 3-D code space.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lessonflow.atomic import atomic_path
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.figures import code_scatter_3d, image_grid
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.records import carried_facts, live_log, log_curves, outputs_of, read_metrics, run_facts
+from lessonflow.records import carried_facts
 from lessonflow.training import (
     TrainConfig, TrainedLesson, descend, eval_batch_size, make_optimizer, make_scheduler, run_epochs, to_inputs,
 )
-from lessonflow.zoo import build_model
+from lessonflow.zoo import model_for, restored
 
 CURVES = {"train_loss": "train/loss", "val_loss": "val/loss"}
 SCATTER_POINTS = 3000  # enough to see the clusters, few enough to still see single points
@@ -36,9 +33,7 @@ class AutoencoderLesson(TrainedLesson):
     """
 
 
-def build(lesson: Any, data: dict[str, Any]) -> torch.nn.Module:
-    return build_model(lesson.model.name, lesson.model.kwargs(),
-                       in_shape=tuple(data["x_train"].shape[1:]), num_classes=len(data["classes"]))
+Lesson = AutoencoderLesson
 
 
 @torch.no_grad()
@@ -59,10 +54,9 @@ def reconstruction_mse(model: torch.nn.Module, x: torch.Tensor, device: torch.de
     return F.mse_loss(rebuilt, to_inputs(x, None)).item()
 
 
-def train(run: LessonRun) -> None:
-    lesson, layout = run.lesson, run.layout
-    data, device, fingerprint = run.start_training()
-    model = build(lesson, data).to(device)
+def train(lesson: AutoencoderLesson, *, name: str, data: Prepared, device: torch.device,
+          checkpoint: Checkpoint) -> Trained:
+    model = model_for(lesson.model, data).to(device)
     cfg = TrainConfig.of(lesson)
     x_train = data["x_train"].to(device)
     optimizer = make_optimizer(model, cfg)
@@ -76,15 +70,12 @@ def train(run: LessonRun) -> None:
 
     history = run_epochs({"model": model, "optimizer": optimizer, "scheduler": scheduler}, step,
                          epochs=cfg.epochs, n_train=len(x_train), batch_size=cfg.batch_size, seed=cfg.seed,
-                         device=device, checkpoint=layout.checkpoint(run.lesson_id),
-                         fingerprint=fingerprint, label=run.lesson_id,
+                         device=device, checkpoint=checkpoint,
                          after_epoch=lambda: {"val_loss": reconstruction_mse(model, data["x_val"], device)})
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save(model.cpu().state_dict(), tmp)
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        log_curves(live, history.epochs, CURVES)
-        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
-                            epochs=len(history.epochs), final_train_loss=round(history.epochs[-1]["train_loss"], 6))
+    return Trained(states={"model": model.cpu().state_dict()}, seconds=history.train_seconds, device=device.type,
+                   summary={"epochs": len(history.epochs),
+                            "final_train_loss": round(history.epochs[-1]["train_loss"], 6)},
+                   history=history.epochs, curves=CURVES)
 
 
 def one_per_class(labels: torch.Tensor, classes: list[str]) -> torch.Tensor:
@@ -96,13 +87,13 @@ def to_pixels(images: torch.Tensor) -> np.ndarray:
     return images.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    layout = run.layout
-    model, data, device = run.load_trained(build)
+def evaluate(lesson: AutoencoderLesson, *, name: str, data: Prepared, device: torch.device,
+             saved: Saved) -> Evaluated:
+    model = restored(model_for(lesson.model, data), saved.states["model"], device)
     x_test, y_test = data["x_test"], data["y_test"]
     codes, rebuilt = encode_decode(model, x_test, device)
     per_image = (rebuilt - to_inputs(x_test, None)).pow(2).flatten(1).mean(1)
-    trained = read_metrics(layout.train_log(run.lesson_id))
+    trained = saved.metrics
     metrics = {
         "test_mse": round(per_image.mean().item(), 6),
         "val_mse": round(reconstruction_mse(model, data["x_val"], device), 6),
@@ -110,20 +101,15 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         "epochs": trained["epochs"], **carried_facts(trained),
     }
     shown = one_per_class(y_test, data["classes"])
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        with (outputs_of(live) / "codes.npz").open("wb") as fh:
-            np.savez_compressed(fh, test_codes=codes.numpy(), y_test=y_test.numpy())
-        live.log_image("reconstructions.png", image_grid(
+    points = codes[:SCATTER_POINTS]
+    images = {
+        "reconstructions.png": image_grid(
             np.concatenate([x_test[shown].numpy(), to_pixels(rebuilt[shown])]),
             [f"original {data['classes'][y_test[i]]}" for i in shown] + [f"MSE {per_image[i]:.3f}" for i in shown],
-            f"{run.lesson_id}: test originals (top) and reconstructions (bottom)", columns=len(shown)))
-        points = codes[:SCATTER_POINTS]
-        live.log_image("code_space.png", code_scatter_3d(
+            f"{name}: test originals (top) and reconstructions (bottom)", columns=len(shown)),
+        "code_space.png": code_scatter_3d(
             np.pad(points.numpy()[:, :3], ((0, 0), (0, max(0, 3 - points.shape[1])))),
             y_test[:SCATTER_POINTS].numpy(), data["classes"],
-            f"{run.lesson_id}: test digits in the code space (first 3 dimensions)"))
-    return metrics
-
-
-KIND = LessonKind(schema=AutoencoderLesson, train=train, evaluate=evaluate)
+            f"{name}: test digits in the code space (first 3 dimensions)"),
+    }
+    return Evaluated(metrics, images, arrays={"codes.npz": {"test_codes": codes.numpy(), "y_test": y_test.numpy()}})

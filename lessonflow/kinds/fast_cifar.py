@@ -8,16 +8,14 @@ line reachable on a CPU. It shares the classifiers' loop, checkpoints, evaluatio
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from lessonflow.classification import evaluate_with, fit
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.fastcifar import Recipe, predict, train_fast
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
+from lessonflow.kinds.classifier import scored_classifier, trained_classifier
 from lessonflow.schema import LessonBase, ModelParams, ParamsError, Strict
 from lessonflow.zoo import check_model_args
 
@@ -48,33 +46,30 @@ class FastCifarLesson(Recipe, LessonBase):
             raise ParamsError(f"model.{err}") from None
         return self
 
-    def chosen(self, data_source: str) -> FastCifarLesson:
+    def for_source(self, data_source: str) -> FastCifarLesson:
         """The recipe as it trains on this data: the ``embedded`` budget's settings on the sample images."""
         if data_source not in SAMPLE_SOURCES or self.embedded is None:
             return self
         return self.model_copy(update=self.embedded.model_dump(exclude_none=True))
 
 
-def train(run: LessonRun) -> None:
-    lesson = run.lesson
+Lesson = FastCifarLesson
 
-    def trainer(model: torch.nn.Module, data: dict[str, Any], *, device: torch.device, **where: Any):
-        recipe = lesson.chosen(data["source"])
 
+def train(lesson: FastCifarLesson, *, name: str, data: Prepared, device: torch.device,
+          checkpoint: Checkpoint) -> Trained:
+    def fitter(model: torch.nn.Module, splits: Prepared):
         def validate() -> dict[str, float]:  # the clean validation images, no test-time flips: cheap
-            logits = predict(model, data["x_val"], 0, recipe.channels_last, device)
-            return {"val_loss": F.cross_entropy(logits, data["y_val"]).item(),
-                    "val_accuracy": (logits.argmax(1) == data["y_val"]).float().mean().item()}
+            logits = predict(model, splits["x_val"], 0, lesson.channels_last, device)
+            return {"val_loss": F.cross_entropy(logits, splits["y_val"]).item(),
+                    "val_accuracy": (logits.argmax(1) == splits["y_val"]).float().mean().item()}
 
-        return train_fast(model, data["x_train"], data["y_train"], recipe, device=device, after_epoch=validate,
-                          **where)
+        return train_fast(model, splits["x_train"], splits["y_train"], lesson, device=device, after_epoch=validate,
+                          checkpoint=checkpoint)
 
-    fit(run, trainer, recipe="airbench94")
-
-
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson = run.lesson
-    return evaluate_with(run, lambda model, x, device: predict(model, x, lesson.tta, lesson.channels_last, device))
+    return trained_classifier(lesson, data, device, fitter, recipe="airbench94")
 
 
-KIND = LessonKind(schema=FastCifarLesson, train=train, evaluate=evaluate)
+def evaluate(lesson: FastCifarLesson, *, name: str, data: Prepared, device: torch.device, saved: Saved) -> Evaluated:
+    return scored_classifier(lesson, name, data, device, saved,
+                             lambda model, x, on: predict(model, x, lesson.tta, lesson.channels_last, on))

@@ -24,13 +24,10 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator
 
-from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.datasets.toy import point_set
 from lessonflow.figures import curve_panels
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
+from lessonflow.records import carried_facts
 from lessonflow.schema import LessonBase
 
 ModelName = Literal["linear", "quadratic"]
@@ -100,44 +97,41 @@ def half_sum_square_grad(x: torch.Tensor) -> torch.Tensor:
     return x.grad
 
 
-def train(run: LessonRun) -> None:
-    lesson, layout = run.lesson, run.layout
-    data = load_prepared(layout.prepared(lesson.dataset))
-    points = point_set(data, lesson.points, f"lessons.{run.lesson_id}.points")
+Lesson = DescentLesson
+
+
+def train(lesson: DescentLesson, *, name: str, data: Prepared, device: torch.device,
+          checkpoint: Checkpoint) -> Trained:
+    points = point_set(data, lesson.points, f"lessons.{name}.points")
     state: dict[str, Any] = {"model": {}, "theta": {}, "curves": {}}
     if lesson.grad_check is not None:
-        at = point_set(data, lesson.grad_check, f"lessons.{run.lesson_id}.grad_check", targets=False)["x"]
+        at = point_set(data, lesson.grad_check, f"lessons.{name}.grad_check", targets=False)["x"]
         state["grad_check"] = {"x": at.flatten(), "grad": half_sum_square_grad(at).flatten()}
     started = time.perf_counter()
     for model in lesson.models:
         features = MODELS[model][0](points["x"])
         for mode in lesson.modes:
-            name = f"{model}_{mode}"
-            state["model"][name] = model
-            state["theta"][name], state["curves"][name] = descend(
+            run = f"{model}_{mode}"
+            state["model"][run] = model
+            state["theta"][run], state["curves"][run] = descend(
                 features, points["y"], w0=lesson.w0, lr=lesson.lr, epochs=lesson.epochs, mode=mode,
                 gradient=GRADIENTS[lesson.gradients])
     seconds = time.perf_counter() - started
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save(state, tmp)
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        rows = [dict(zip(state["curves"], losses)) for losses in zip(*state["curves"].values())]
-        log_curves(live, rows, {name: f"train/mse/{name}" for name in state["curves"]})
-        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed), epochs=lesson.epochs)
+    return Trained(states={"model": state}, seconds=seconds, device="cpu", summary={"epochs": lesson.epochs},
+                   history=[dict(zip(state["curves"], losses)) for losses in zip(*state["curves"].values())],
+                   curves={run: f"train/mse/{run}" for run in state["curves"]})
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout = run.lesson, run.layout
-    data = load_prepared(layout.prepared(lesson.dataset))
-    points = point_set(data, lesson.points, f"lessons.{run.lesson_id}.points")
-    state = torch.load(layout.model(run.lesson_id), weights_only=True)
+def evaluate(lesson: DescentLesson, *, name: str, data: Prepared, device: torch.device, saved: Saved) -> Evaluated:
+    points = point_set(data, lesson.points, f"lessons.{name}.points")
+    state = saved.states["model"]
     at = torch.tensor([[lesson.predict_at]])
     key = f"prediction_x{lesson.predict_at:g}"
     metrics: dict[str, Any] = {}
-    for name, theta in state["theta"].items():
-        featurize, names = MODELS[state["model"][name]]
+    for run, theta in state["theta"].items():
+        featurize, names = MODELS[state["model"][run]]
         start = torch.full_like(theta, lesson.w0)
-        metrics[name] = {
+        metrics[run] = {
             **{param: round(value, 6) for param, value in zip(names, theta.flatten().tolist())},
             "final_loss": round(mse(theta, featurize(points["x"]), points["y"]).item(), 6),
             f"{key}_before": round((featurize(at) @ start).item(), 6),
@@ -147,17 +141,10 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         check = state["grad_check"]
         metrics["half_sum_square_grad"] = {f"at_x{x:g}": round(g, 6)
                                            for x, g in zip(check["x"].tolist(), check["grad"].tolist())}
-    trained = read_metrics(layout.train_log(run.lesson_id))
+    trained = saved.metrics
     first = next(iter(state["theta"]))  # headline numbers at the top: the first run listed
     metrics = {**metrics[first], "headline_run": first, **metrics}
     metrics.update(gradients=lesson.gradients, epochs=trained["epochs"], **carried_facts(trained),
                    reference=lesson.reference)
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        live.log_image("loss_curves.png", curve_panels(
-            state["curves"], f"{run.lesson_id}: MSE per epoch ({lesson.gradients} gradients, lr {lesson.lr:g})",
-            ylabel="MSE"))
-    return metrics
-
-
-KIND = LessonKind(schema=DescentLesson, train=train, evaluate=evaluate)
+    return Evaluated(metrics, images={"loss_curves.png": curve_panels(
+        state["curves"], f"{name}: MSE per epoch ({lesson.gradients} gradients, lr {lesson.lr:g})", ylabel="MSE")})

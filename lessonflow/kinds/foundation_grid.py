@@ -10,19 +10,15 @@ minima, predicts at ``predict_at`` and draws both pictures.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.datasets.toy import point_set
 from lessonflow.figures import loss_surface, minimum_curve
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.records import carried_facts, live_log, read_metrics, run_facts
+from lessonflow.records import carried_facts
 from lessonflow.schema import LessonBase, Strict
 
 
@@ -61,36 +57,34 @@ def mse_grid(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.n
     return ((w[..., None] * x + b[..., None] - y) ** 2).mean(-1)
 
 
-def train(run: LessonRun) -> None:
-    lesson, layout = run.lesson, run.layout
-    data = load_prepared(layout.prepared(lesson.dataset))
+Lesson = GridSearchLesson
+
+
+def train(lesson: GridSearchLesson, *, name: str, data: Prepared, device: torch.device,
+          checkpoint: Checkpoint) -> Trained:
     started = time.perf_counter()
-    x, y = columns(point_set(data, lesson.line_points, f"lessons.{run.lesson_id}.line_points"))
+    x, y = columns(point_set(data, lesson.line_points, f"lessons.{name}.line_points"))
     ws = lesson.w_range.values()
     line_mse = mse_grid(x, y, ws, np.zeros_like(ws))
-    sx, sy = columns(point_set(data, lesson.surface_points, f"lessons.{run.lesson_id}.surface_points"))
+    sx, sy = columns(point_set(data, lesson.surface_points, f"lessons.{name}.surface_points"))
     surface_w, surface_b = np.meshgrid(ws, lesson.b_range.values())
     surface_mse = mse_grid(sx, sy, surface_w, surface_b)
     seconds = time.perf_counter() - started
     grids = {"w": ws, "line_mse": line_mse, "surface_w": surface_w, "surface_b": surface_b,
              "surface_mse": surface_mse}
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save({name: torch.from_numpy(values) for name, values in grids.items()}, tmp)
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed),
-                            grid_points=int(line_mse.size + surface_mse.size))
+    return Trained(states={"model": {grid: torch.from_numpy(values) for grid, values in grids.items()}},
+                   seconds=seconds, device="cpu", summary={"grid_points": int(line_mse.size + surface_mse.size)})
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout = run.lesson, run.layout
-    grids = {name: values.numpy() for name, values in
-             torch.load(layout.model(run.lesson_id), weights_only=True).items()}
+def evaluate(lesson: GridSearchLesson, *, name: str, data: Prepared, device: torch.device,
+             saved: Saved) -> Evaluated:
+    grids = {grid: values.numpy() for grid, values in saved.states["model"].items()}
     best = int(grids["line_mse"].argmin())
     w = float(grids["w"][best])
     row, column = np.unravel_index(grids["surface_mse"].argmin(), grids["surface_mse"].shape)
     sw, sb = float(grids["surface_w"][row, column]), float(grids["surface_b"][row, column])
     key = f"prediction_x{lesson.predict_at:g}"
-    trained = read_metrics(layout.train_log(run.lesson_id))
+    trained = saved.metrics
     metrics = {
         "w": round(w, 6), "final_loss": round(float(grids["line_mse"][best]), 6),
         key: round(w * lesson.predict_at, 6),
@@ -99,14 +93,10 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
                     key: round(sw * lesson.predict_at + sb, 6)},
         "grid_points": trained["grid_points"], **carried_facts(trained), "reference": lesson.reference,
     }
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        live.log_image("loss_over_w.png", minimum_curve(
-            grids["w"], grids["line_mse"], f"{run.lesson_id}: MSE of y = w·x ({lesson.line_points})", "w", "Loss (MSE)"))
-        live.log_image("loss_surface.png", loss_surface(
+    return Evaluated(metrics, images={
+        "loss_over_w.png": minimum_curve(
+            grids["w"], grids["line_mse"], f"{name}: MSE of y = w·x ({lesson.line_points})", "w", "Loss (MSE)"),
+        "loss_surface.png": loss_surface(
             grids["surface_w"], grids["surface_b"], grids["surface_mse"],
-            f"{run.lesson_id}: MSE of y = w·x + b ({lesson.surface_points})"))
-    return metrics
-
-
-KIND = LessonKind(schema=GridSearchLesson, train=train, evaluate=evaluate)
+            f"{name}: MSE of y = w·x + b ({lesson.surface_points})"),
+    })

@@ -24,15 +24,11 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.datasets.toy import point_set
 from lessonflow.errors import DivergedError
 from lessonflow.figures import curve_panels, fitted_curves
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
-from lessonflow.runtime import make_deterministic, pick_device
+from lessonflow.records import carried_facts
 from lessonflow.schema import LessonBase, OptimizerName
 from lessonflow.training import TrainConfig, make_optimizer
 
@@ -57,21 +53,21 @@ class LinearFitLesson(LessonBase):
         return names
 
 
-def loss_of(lesson: Any, linear: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss_of(lesson: LinearFitLesson, linear: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     z = linear(x)
     if lesson.output == "sigmoid":  # the seeds' BCELoss on sigmoid outputs (its log is clamped at -100)
         return nn.functional.binary_cross_entropy(torch.sigmoid(z), y, reduction=lesson.reduction)
     return nn.functional.mse_loss(z, y, reduction=lesson.reduction)
 
 
-def predict(lesson: Any, linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def predict(lesson: LinearFitLesson, linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         z = linear(x)
     return torch.sigmoid(z) if lesson.output == "sigmoid" else z
 
 
-def fit(lesson: Any, linear: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer_name: str,
-        label: str) -> list[float]:
+def full_batch_steps(lesson: LinearFitLesson, linear: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     optimizer_name: str, label: str) -> list[float]:
     """Full-batch steps as in the seeds; the curve holds the loss each step was taken from."""
     optimizer = make_optimizer(linear, TrainConfig(epochs=lesson.epochs, batch_size=len(y),
                                                    optimizer=optimizer_name, lr=lesson.lr, seed=lesson.seed))
@@ -88,29 +84,26 @@ def fit(lesson: Any, linear: nn.Module, x: torch.Tensor, y: torch.Tensor, optimi
     return curve
 
 
-def train(run: LessonRun) -> None:
-    lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    data = load_prepared(layout.prepared(lesson.dataset))
-    points = point_set(data, lesson.points, f"lessons.{run.lesson_id}.points")
+Lesson = LinearFitLesson
+
+
+def train(lesson: LinearFitLesson, *, name: str, data: Prepared, device: torch.device,
+          checkpoint: Checkpoint) -> Trained:
+    points = point_set(data, lesson.points, f"lessons.{name}.points")
     x, y = points["x"].to(device), points["y"].to(device)
-    make_deterministic(lesson.seed)
-    initial = {name: value.clone() for name, value in nn.Linear(1, 1).state_dict().items()}
+    initial = {key: value.clone() for key, value in nn.Linear(1, 1).state_dict().items()}
     state: dict[str, Any] = {"initial": initial, "fitted": {}, "curves": {}}
     started = time.perf_counter()
-    for name in lesson.optimizers:
+    for optimizer in lesson.optimizers:
         linear = nn.Linear(1, 1)
         linear.load_state_dict(initial)
         linear.to(device)
-        state["curves"][name] = fit(lesson, linear, x, y, name, run.lesson_id)
-        state["fitted"][name] = {key: value.cpu() for key, value in linear.state_dict().items()}
+        state["curves"][optimizer] = full_batch_steps(lesson, linear, x, y, optimizer, name)
+        state["fitted"][optimizer] = {key: value.cpu() for key, value in linear.state_dict().items()}
     seconds = time.perf_counter() - started
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save(state, tmp)
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        rows = [dict(zip(state["curves"], losses)) for losses in zip(*state["curves"].values())]
-        log_curves(live, rows, {name: f"train/loss/{name}" for name in state["curves"]})
-        live.summary.update(**run_facts(seconds, device.type, data["source"], lesson.seed), epochs=lesson.epochs)
+    return Trained(states={"model": state}, seconds=seconds, device=device.type, summary={"epochs": lesson.epochs},
+                   history=[dict(zip(state["curves"], losses)) for losses in zip(*state["curves"].values())],
+                   curves={optimizer: f"train/loss/{optimizer}" for optimizer in state["curves"]})
 
 
 def linear_from(weights: dict[str, torch.Tensor]) -> nn.Linear:
@@ -119,47 +112,41 @@ def linear_from(weights: dict[str, torch.Tensor]) -> nn.Linear:
     return linear
 
 
-def curves_over(lesson: Any, lines: dict[str, nn.Linear], x: torch.Tensor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def curves_over(lesson: LinearFitLesson, lines: dict[str, nn.Linear], x: torch.Tensor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each optimiser's predictions over the inputs ``x``, as arrays to draw."""
     x = x.view(-1, 1)
     return {name: (x.flatten().numpy(), predict(lesson, linear, x).flatten().numpy()) for name, linear in lines.items()}
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout = run.lesson, run.layout
-    data = load_prepared(layout.prepared(lesson.dataset))
-    points = point_set(data, lesson.points, f"lessons.{run.lesson_id}.points")
-    state = torch.load(layout.model(run.lesson_id), weights_only=True)
-    lines = {name: linear_from(weights) for name, weights in state["fitted"].items()}
+def evaluate(lesson: LinearFitLesson, *, name: str, data: Prepared, device: torch.device,
+             saved: Saved) -> Evaluated:
+    points = point_set(data, lesson.points, f"lessons.{name}.points")
+    state = saved.states["model"]
+    lines = {optimizer: linear_from(weights) for optimizer, weights in state["fitted"].items()}
     at = torch.tensor([[lesson.predict_at]])
     metrics: dict[str, Any] = {}
-    for name, linear in lines.items():
+    for optimizer, linear in lines.items():
         with torch.no_grad():
             final_loss = loss_of(lesson, linear, points["x"], points["y"]).item()
-        metrics[name] = {"w": round(linear.weight.item(), 6), "b": round(linear.bias.item(), 6),
-                         "final_loss": round(final_loss, 6),
-                         f"prediction_x{lesson.predict_at:g}": round(predict(lesson, linear, at).item(), 6)}
-    trained = read_metrics(layout.train_log(run.lesson_id))
+        metrics[optimizer] = {"w": round(linear.weight.item(), 6), "b": round(linear.bias.item(), 6),
+                              "final_loss": round(final_loss, 6),
+                              f"prediction_x{lesson.predict_at:g}": round(predict(lesson, linear, at).item(), 6)}
+    trained = saved.metrics
     first = lesson.optimizers[0]  # headline numbers at the top: the first optimiser listed
     metrics = {**metrics[first], "headline_run": first, **metrics}
     metrics.update(initial={"w": round(state["initial"]["weight"].item(), 6),
                             "b": round(state["initial"]["bias"].item(), 6)}, epochs=trained["epochs"],
                    **carried_facts(trained), reference=lesson.reference)
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        live.log_image("loss_curves.png", curve_panels(
-            state["curves"], f"{run.lesson_id}: loss per epoch (same initial weights)",
-            ylabel=f"{'BCE' if lesson.output == 'sigmoid' else 'MSE'} ({lesson.reduction})"))
-        if lesson.output == "sigmoid":  # 002 §7: probability of passing over the hours, the 0.5 decision line in red
-            live.log_image("probability_curve.png", fitted_curves(
-                curves_over(lesson, lines, torch.linspace(*lesson.curve_range, CURVE_POINTS)),
-                f"{run.lesson_id}: probability of pass", xlabel="Hours", ylabel="Probability of Pass", level=0.5))
-        else:  # 000 draws the line as predicted points; here it runs over the points' range
-            x, y = points["x"].flatten(), points["y"].flatten()
-            live.log_image("fitted_line.png", fitted_curves(
-                curves_over(lesson, lines, torch.linspace(float(x.min()), float(x.max()), CURVE_POINTS)),
-                f"{run.lesson_id}: fitted line ({lesson.points})", points={"data": (x.numpy(), y.numpy())}))
-    return metrics
-
-
-KIND = LessonKind(schema=LinearFitLesson, train=train, evaluate=evaluate)
+    images = {"loss_curves.png": curve_panels(
+        state["curves"], f"{name}: loss per epoch (same initial weights)",
+        ylabel=f"{'BCE' if lesson.output == 'sigmoid' else 'MSE'} ({lesson.reduction})")}
+    if lesson.output == "sigmoid":  # 002 §7: probability of passing over the hours, the 0.5 decision line in red
+        images["probability_curve.png"] = fitted_curves(
+            curves_over(lesson, lines, torch.linspace(*lesson.curve_range, CURVE_POINTS)),
+            f"{name}: probability of pass", xlabel="Hours", ylabel="Probability of Pass", level=0.5)
+    else:  # 000 draws the line as predicted points; here it runs over the points' range
+        x, y = points["x"].flatten(), points["y"].flatten()
+        images["fitted_line.png"] = fitted_curves(
+            curves_over(lesson, lines, torch.linspace(float(x.min()), float(x.max()), CURVE_POINTS)),
+            f"{name}: fitted line ({lesson.points})", points={"data": (x.numpy(), y.numpy())})
+    return Evaluated(metrics, images)

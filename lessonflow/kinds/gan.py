@@ -13,33 +13,26 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.figures import class_histogram, image_grid
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.records import carried_facts, live_log, log_curves, outputs_of, read_metrics, run_facts
-from lessonflow.runtime import make_deterministic, pick_device
+from lessonflow.records import carried_facts
 from lessonflow.training import (
-    TrainConfig, TrainedLesson, Training, descend, make_optimizer, make_scheduler, predict_logits, run_epochs,
+    History, TrainConfig, TrainedLesson, Training, descend, make_optimizer, make_scheduler, predict_logits, run_epochs,
     score, to_inputs, train_classifier,
 )
-from lessonflow.zoo import build_model
+from lessonflow.zoo import model_for, restored
 
 # The generator ends in Tanh, so real images are scaled to its range [-1, 1] (the seed's Normalize(0.5, 0.5)).
 TANH_RANGE = (0.5, 0.5)
 CURVES = {"d_loss": "train/d_loss", "g_loss": "train/g_loss",
           "real_score": "train/D_real", "fake_score": "train/D_fake"}
 GRID = 64
-JUDGE_MODEL = "judge.pt"
-JUDGE_CHECKPOINT = "judge-checkpoint.pt"
 
 
 class JudgeParams(Training):
@@ -56,14 +49,12 @@ class GanLesson(TrainedLesson):
     samples: int = Field(1000, gt=0)  # generated digits the judge rates
 
 
-def build(spec: Any, data: dict[str, Any]) -> torch.nn.Module:
-    return build_model(spec.model.name, spec.model.kwargs(),
-                       in_shape=tuple(data["x_train"].shape[1:]), num_classes=len(data["classes"]))
+Lesson = GanLesson
 
 
-def train_gan(run: LessonRun, model: torch.nn.Module, data: dict[str, Any], device: torch.device, fingerprint: str):
+def train_gan(lesson: GanLesson, model: torch.nn.Module, data: Prepared, device: torch.device,
+              checkpoint: Checkpoint) -> History:
     """The seed's alternating updates: D on a real and a fake batch, then G to make D call its fakes real."""
-    lesson = run.lesson
     cfg = TrainConfig.of(lesson)
     x_train = data["x_train"].to(device)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
@@ -88,36 +79,27 @@ def train_gan(run: LessonRun, model: torch.nn.Module, data: dict[str, Any], devi
     parts = {"model": model, "d_optimizer": d_optimizer, "g_optimizer": g_optimizer,
              "d_scheduler": d_scheduler, "g_scheduler": g_scheduler}
     return run_epochs(parts, step, epochs=cfg.epochs, n_train=len(x_train), batch_size=cfg.batch_size,
-                      seed=cfg.seed, device=device, checkpoint=run.layout.checkpoint(run.lesson_id),
-                      fingerprint=fingerprint, label=run.lesson_id)
+                      seed=cfg.seed, device=device, checkpoint=checkpoint)
 
 
-def train(run: LessonRun) -> None:
-    lesson, layout = run.lesson, run.layout
-    data, device, fingerprint = run.start_training()
-    model = build(lesson, data).to(device)
-    history = train_gan(run, model, data, device, fingerprint)
+def train(lesson: GanLesson, *, name: str, data: Prepared, device: torch.device, checkpoint: Checkpoint) -> Trained:
+    """The GAN, then its judge from the judge's own seed."""
+    model = model_for(lesson.model, data).to(device)
+    history = train_gan(lesson, model, data, device, checkpoint)
 
-    make_deterministic(lesson.judge.seed)
-    judge = build(lesson.judge, data)
+    torch.manual_seed(lesson.judge.seed)
+    judge = model_for(lesson.judge.model, data)
     started = time.perf_counter()
     judge_history = train_classifier(judge, data, TrainConfig.of(lesson.judge, normalize=lesson.judge.normalize),
-                                     device=device, checkpoint=layout.model(run.lesson_id).with_name(JUDGE_CHECKPOINT),
-                                     fingerprint=fingerprint, label=f"{run.lesson_id} judge")
+                                     device=device, checkpoint=checkpoint.beside("judge"))
     judge_seconds = time.perf_counter() - started
-
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save(model.cpu().state_dict(), tmp)
-    with atomic_path(layout.model(run.lesson_id).with_name(JUDGE_MODEL)) as tmp:
-        torch.save(judge.cpu().state_dict(), tmp)
     last = history.epochs[-1]
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        log_curves(live, history.epochs, CURVES)
-        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
-                            epochs=len(history.epochs),
-                            final_d_loss=round(last["d_loss"], 6), final_g_loss=round(last["g_loss"], 6),
-                            judge_seconds=round(judge_seconds, 3),
-                            judge_val_accuracy=round(judge_history.epochs[-1]["val_accuracy"], 6))
+    return Trained(states={"model": model.cpu().state_dict(), "judge": judge.cpu().state_dict()},
+                   seconds=history.train_seconds, device=device.type,
+                   summary={"epochs": len(history.epochs), "final_d_loss": round(last["d_loss"], 6),
+                            "final_g_loss": round(last["g_loss"], 6), "judge_seconds": round(judge_seconds, 3),
+                            "judge_val_accuracy": round(judge_history.epochs[-1]["val_accuracy"], 6)},
+                   history=history.epochs, curves=CURVES)
 
 
 @torch.no_grad()
@@ -129,15 +111,9 @@ def generate(model: torch.nn.Module, count: int, seed: int, device: torch.device
     return images.add(1).div(2).clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout = run.lesson, run.layout
-    device = pick_device(run.params.device)
-    data = load_prepared(layout.prepared(lesson.dataset))
-    model, judge = build(lesson, data), build(lesson.judge, data)
-    model.load_state_dict(torch.load(layout.model(run.lesson_id), weights_only=True))
-    judge.load_state_dict(torch.load(layout.model(run.lesson_id).with_name(JUDGE_MODEL), weights_only=True))
-    model.to(device)
-    judge.to(device)
+def evaluate(lesson: GanLesson, *, name: str, data: Prepared, device: torch.device, saved: Saved) -> Evaluated:
+    model = restored(model_for(lesson.model, data), saved.states["model"], device)
+    judge = restored(model_for(lesson.judge.model, data), saved.states["judge"], device)
     images = generate(model, lesson.samples, lesson.seed, device)
     probs = predict_logits(judge, images, lesson.judge.normalize, device).softmax(1)
     confidence, verdict = probs.max(1)
@@ -145,28 +121,23 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
     shares = torch.bincount(verdict, minlength=len(classes)).float() / len(verdict)
     _, judge_accuracy = score(judge, data["x_test"], data["y_test"], lesson.judge.normalize, device)
     real_confidence = predict_logits(judge, data["x_test"], lesson.judge.normalize, device).softmax(1).max(1).values
-    trained = read_metrics(layout.train_log(run.lesson_id))
+    trained = saved.metrics
     metrics = {
         "judge_mean_max_prob": round(confidence.mean().item(), 6),
         "judge_real_mean_max_prob": round(real_confidence.mean().item(), 6),
-        "judge_class_share": {name: round(share, 6) for name, share in zip(classes, shares.tolist())},
+        "judge_class_share": {label: round(share, 6) for label, share in zip(classes, shares.tolist())},
         "judge_test_accuracy": round(judge_accuracy, 6),
         "samples": lesson.samples,
         "final_d_loss": trained["final_d_loss"], "final_g_loss": trained["final_g_loss"],
         "epochs": trained["epochs"], **carried_facts(trained),
     }
     shown = min(GRID, len(images))
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        with (outputs_of(live) / "generated.npz").open("wb") as fh:
-            np.savez_compressed(fh, images=images.numpy(), judge_probs=probs.numpy())
-        live.log_image("generated.png", image_grid(
+    pictures = {
+        "generated.png": image_grid(
             images[:shown].numpy(), [f"{classes[verdict[i]]} {confidence[i]:.2f}" for i in range(shown)],
-            f"{run.lesson_id}: generated digits (judge's class and probability)"))
-        live.log_image("judge_classes.png", class_histogram(
-            shares.numpy(), classes, f"{run.lesson_id}: judge's classes of {lesson.samples} generated digits",
-            reference=1 / len(classes)))
-    return metrics
-
-
-KIND = LessonKind(schema=GanLesson, train=train, evaluate=evaluate)
+            f"{name}: generated digits (judge's class and probability)"),
+        "judge_classes.png": class_histogram(
+            shares.numpy(), classes, f"{name}: judge's classes of {lesson.samples} generated digits",
+            reference=1 / len(classes)),
+    }
+    return Evaluated(metrics, pictures, arrays={"generated.npz": {"images": images.numpy(), "judge_probs": probs.numpy()}})

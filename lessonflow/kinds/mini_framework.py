@@ -16,20 +16,15 @@ a broadcast (102, 102) matrix of differences).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.figures import curve_panels, predicted_against_actual
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
-from lessonflow.runtime import make_deterministic
+from lessonflow.records import carried_facts
 from lessonflow.schema import LessonBase
 from lessonflow.scratch import framework as fw
 
@@ -44,7 +39,7 @@ class FrameworkLesson(LessonBase):
     batch_size: int = Field(16, gt=0)
 
 
-def standardised(data: dict[str, Any]) -> dict[str, np.ndarray]:
+def standardised(data: Prepared) -> dict[str, np.ndarray]:
     x_train = data["x_train"].double().numpy()
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
@@ -114,32 +109,33 @@ def train_pytorch(weights, data, schedule, lr) -> tuple[nn.Sequential, list[floa
     return net, losses
 
 
-def train(run: LessonRun) -> None:
-    lesson, layout = run.lesson, run.layout
-    make_deterministic(lesson.seed)
-    prepared = load_prepared(layout.prepared(lesson.dataset))
-    data = standardised(prepared)
+Lesson = FrameworkLesson
+
+
+def train(lesson: FrameworkLesson, *, name: str, data: Prepared, device: torch.device,
+          checkpoint: Checkpoint) -> Trained:
+    """Both engines from the same initial weights on the same batches, each timed."""
+    splits = standardised(data)
     rng = np.random.default_rng(lesson.seed)
-    weights = initial_weights(data["x_train"].shape[1], lesson.hidden, rng)
-    schedule = [epoch_batches(len(data["y_train"]), lesson.batch_size, rng) for _ in range(lesson.epochs)]
+    weights = initial_weights(splits["x_train"].shape[1], lesson.hidden, rng)
+    schedule = [epoch_batches(len(splits["y_train"]), lesson.batch_size, rng) for _ in range(lesson.epochs)]
     started = time.perf_counter()
-    trained, framework_losses = train_framework(weights, data, schedule, lesson.learning_rate)
+    trained, framework_losses = train_framework(weights, splits, schedule, lesson.learning_rate)
     framework_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    net, pytorch_losses = train_pytorch(weights, data, schedule, lesson.learning_rate)
+    net, pytorch_losses = train_pytorch(weights, splits, schedule, lesson.learning_rate)
     pytorch_seconds = time.perf_counter() - started
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save({"framework": {name: torch.from_numpy(value) for name, value in trained.items()},
-                    "pytorch": net.state_dict(),
-                    "losses": {"framework": torch.tensor(framework_losses), "pytorch": torch.tensor(pytorch_losses)}},
-                   tmp)
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        every = max(1, lesson.epochs // CURVE_POINTS)
-        rows = [{"framework": a, "pytorch": b} for a, b in zip(framework_losses[::every], pytorch_losses[::every])]
-        log_curves(live, rows, {engine: f"train/mse/{engine}" for engine in ENGINES})
-        live.summary.update(framework_seconds=round(framework_seconds, 3), pytorch_seconds=round(pytorch_seconds, 3),
-                            epochs=lesson.epochs,
-                            **run_facts(framework_seconds + pytorch_seconds, "cpu", prepared["source"], lesson.seed))
+    every = max(1, lesson.epochs // CURVE_POINTS)
+    return Trained(
+        states={"model": {"framework": {key: torch.from_numpy(value) for key, value in trained.items()},
+                          "pytorch": net.state_dict(),
+                          "losses": {"framework": torch.tensor(framework_losses),
+                                     "pytorch": torch.tensor(pytorch_losses)}}},
+        seconds=framework_seconds + pytorch_seconds, device="cpu",
+        summary={"framework_seconds": round(framework_seconds, 3), "pytorch_seconds": round(pytorch_seconds, 3),
+                 "epochs": lesson.epochs},
+        history=[{"framework": a, "pytorch": b} for a, b in zip(framework_losses[::every], pytorch_losses[::every])],
+        curves={engine: f"train/mse/{engine}" for engine in ENGINES})
 
 
 def framework_predict(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -149,30 +145,26 @@ def framework_predict(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarr
     return graph[-2].value  # linear2, the node before the loss
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout = run.lesson, run.layout
-    prepared = load_prepared(layout.prepared(lesson.dataset))
-    data = standardised(prepared)
-    saved = torch.load(layout.model(run.lesson_id), weights_only=True)
-    net = torch_net({name: value.numpy() for name, value in saved["framework"].items()})
-    net.load_state_dict(saved["pytorch"])
+def evaluate(lesson: FrameworkLesson, *, name: str, data: Prepared, device: torch.device,
+             saved: Saved) -> Evaluated:
+    splits = standardised(data)
+    state = saved.states["model"]
+    net = torch_net({key: value.numpy() for key, value in state["framework"].items()})
+    net.load_state_dict(state["pytorch"])
     with torch.no_grad():
-        torch_pred = net(torch.from_numpy(data["x_test"])).numpy()
-    predicted = {"framework": framework_predict({k: v.numpy() for k, v in saved["framework"].items()}, data["x_test"]),
+        torch_pred = net(torch.from_numpy(splits["x_test"])).numpy()
+    predicted = {"framework": framework_predict({k: v.numpy() for k, v in state["framework"].items()},
+                                                splits["x_test"]),
                  "pytorch": torch_pred}
-    trained = read_metrics(layout.train_log(run.lesson_id))
-    metrics = {f"{engine}_test_mse": round(float(np.mean((values - data["y_test"]) ** 2)), 6)
+    trained = saved.metrics
+    metrics = {f"{engine}_test_mse": round(float(np.mean((values - splits["y_test"]) ** 2)), 6)
                for engine, values in predicted.items()}
     metrics.update(max_prediction_gap=float(np.abs(predicted["framework"] - predicted["pytorch"]).max()),
                    epochs=trained["epochs"], **carried_facts(trained), reference_accuracy=lesson.reference_accuracy)
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        live.log_image("test_predictions.png", predicted_against_actual(
-            data["y_test"][:, 0], {k: v[:, 0] for k, v in predicted.items()}, f"{run.lesson_id}: test split"))
-        live.log_image("loss_curves.png", curve_panels(
-            {f"{engine}: mean training MSE per epoch": saved["losses"][engine].tolist() for engine in ENGINES},
-            f"{run.lesson_id}: training loss"))
-    return metrics
-
-
-KIND = LessonKind(schema=FrameworkLesson, train=train, evaluate=evaluate)
+    return Evaluated(metrics, images={
+        "test_predictions.png": predicted_against_actual(
+            splits["y_test"][:, 0], {k: v[:, 0] for k, v in predicted.items()}, f"{name}: test split"),
+        "loss_curves.png": curve_panels(
+            {f"{engine}: mean training MSE per epoch": state["losses"][engine].tolist() for engine in ENGINES},
+            f"{name}: training loss"),
+    })

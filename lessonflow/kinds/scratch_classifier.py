@@ -16,12 +16,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.figures import curve_panels, image_grid
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
+from lessonflow.records import carried_facts
 from lessonflow.schema import LessonBase
 from lessonflow.scratch.classifiers import MODELS, accuracy, gradient_descent
 
@@ -47,9 +44,11 @@ def model_args(lesson: ScratchClassifierLesson) -> dict[str, Any]:
     return {"weight": lesson.init} if lesson.model == "logreg" else {"hidden": lesson.hidden, "scale": lesson.init}
 
 
-def train(run: LessonRun) -> None:
-    lesson, layout = run.lesson, run.layout
-    data = load_prepared(layout.prepared(lesson.dataset))
+Lesson = ScratchClassifierLesson
+
+
+def train(lesson: ScratchClassifierLesson, *, name: str, data: Prepared, device: torch.device,
+          checkpoint: Checkpoint) -> Trained:
     x, y = flat(data["x_train"]), data["y_train"].numpy().astype(np.float64)
     model = MODELS[lesson.model]
     started = time.perf_counter()
@@ -57,13 +56,11 @@ def train(run: LessonRun) -> None:
     params, costs = gradient_descent(model, params, x, y, learning_rate=lesson.learning_rate,
                                      iterations=lesson.iterations)
     seconds = time.perf_counter() - started
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save({"params": {name: torch.from_numpy(np.asarray(value)) for name, value in params.items()},
-                    "costs": torch.tensor(costs)}, tmp)
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        log_curves(live, [{"cost": c} for c in costs[::lesson.record_every]], {"cost": "train/cost"})
-        live.summary.update(final_cost=round(costs[-1], 6), iterations=lesson.iterations,
-                            **run_facts(seconds, "cpu", data["source"], lesson.seed))
+    return Trained(states={"model": {"params": {key: torch.from_numpy(np.asarray(value)) for key, value in params.items()},
+                                     "costs": torch.tensor(costs)}},
+                   seconds=seconds, device="cpu",
+                   summary={"final_cost": round(costs[-1], 6), "iterations": lesson.iterations},
+                   history=[{"cost": c} for c in costs[::lesson.record_every]], curves={"cost": "train/cost"})
 
 
 def sklearn_accuracies(x_train, y_train, x_test, y_test, max_iter: int) -> tuple[float, float]:
@@ -77,17 +74,16 @@ def sklearn_accuracies(x_train, y_train, x_test, y_test, max_iter: int) -> tuple
     return reference.score(x_train, y_train), reference.score(x_test, y_test)
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout = run.lesson, run.layout
-    data = load_prepared(layout.prepared(lesson.dataset))
+def evaluate(lesson: ScratchClassifierLesson, *, name: str, data: Prepared, device: torch.device,
+             saved: Saved) -> Evaluated:
     x_train, x_test = flat(data["x_train"]), flat(data["x_test"])
     y_train, y_test = data["y_train"].numpy(), data["y_test"].numpy()
-    saved = torch.load(layout.model(run.lesson_id), weights_only=True)
-    params = {name: value.numpy() for name, value in saved["params"].items()}
+    state = saved.states["model"]
+    params = {key: value.numpy() for key, value in state["params"].items()}
     model = MODELS[lesson.model]
     test_probs = model.probabilities(params, x_test)
     sk_train, sk_test = sklearn_accuracies(x_train, y_train, x_test, y_test, lesson.sklearn_max_iter)
-    trained = read_metrics(layout.train_log(run.lesson_id))
+    trained = saved.metrics
     metrics = {
         "train_accuracy": round(accuracy(model.probabilities(params, x_train), y_train), 6),
         "test_accuracy": round(accuracy(test_probs, y_test), 6),
@@ -95,17 +91,13 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         "final_cost": trained["final_cost"], "iterations": trained["iterations"],
         **carried_facts(trained), "reference_accuracy": lesson.reference_accuracy,
     }
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        live.log_image("learning_curve.png", curve_panels(
-            {f"{lesson.model}: full cross-entropy on the training split": saved["costs"].tolist()},
-            f"{run.lesson_id}: training cost", xlabel="iteration", ylabel="cost"))
-        predicted = (test_probs > 0.5).astype(int)
-        wrong = np.flatnonzero(predicted != y_test)[:WRONG_SHOWN]
-        live.log_image("misclassified.png", image_grid(
+    predicted = (test_probs > 0.5).astype(int)
+    wrong = np.flatnonzero(predicted != y_test)[:WRONG_SHOWN]
+    return Evaluated(metrics, images={
+        "learning_curve.png": curve_panels(
+            {f"{lesson.model}: full cross-entropy on the training split": state["costs"].tolist()},
+            f"{name}: training cost", xlabel="iteration", ylabel="cost"),
+        "misclassified.png": image_grid(
             data["x_test"][wrong].numpy(), [f"{y_test[i]} → {predicted[i]}" for i in wrong],
-            f"{run.lesson_id}: misclassified test images (true → predicted)"))
-    return metrics
-
-
-KIND = LessonKind(schema=ScratchClassifierLesson, train=train, evaluate=evaluate)
+            f"{name}: misclassified test images (true → predicted)"),
+    })

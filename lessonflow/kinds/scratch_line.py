@@ -16,12 +16,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from lessonflow.atomic import atomic_path
-from lessonflow.datasets import load_prepared
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.figures import curve_panels, fitted_curves
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.records import carried_facts, live_log, log_curves, read_metrics, run_facts
+from lessonflow.records import carried_facts
 from lessonflow.schema import LessonBase, Strict
 from lessonflow.scratch.line import fit_line, knn_predict, mse, random_search
 
@@ -53,14 +50,16 @@ class LineLesson(LessonBase):
     method: KNN | RandomSearch | GradientDescent = Field(discriminator="name")
 
 
-def one_feature(data: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray]:
+def one_feature(data: Prepared, split: str) -> tuple[np.ndarray, np.ndarray]:
     column = data["features"].index(data["key_feature"])
     return data[f"x_{split}"][:, column].double().numpy(), data[f"y_{split}"].double().numpy()
 
 
-def train(run: LessonRun) -> None:
-    lesson, layout, method = run.lesson, run.layout, run.lesson.method
-    data = load_prepared(layout.prepared(lesson.dataset))
+Lesson = LineLesson
+
+
+def train(lesson: LineLesson, *, name: str, data: Prepared, device: torch.device, checkpoint: Checkpoint) -> Trained:
+    method = lesson.method
     x, y = one_feature(data, "train")
     rng = np.random.default_rng(lesson.seed)
     started = time.perf_counter()
@@ -75,25 +74,22 @@ def train(run: LessonRun) -> None:
         k, b, curve = fit_line(x, y, k0, b0, learning_rate=method.learning_rate, steps=method.steps)
         model = {"k": k, "b": b, "k0": k0, "b0": b0}
     seconds = time.perf_counter() - started
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save({**model, "curve": torch.tensor(curve)}, tmp)
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        every = max(1, len(curve) // CURVE_POINTS)
-        log_curves(live, [{"mse": value} for value in curve[::every]], {"mse": "train/mse"})
-        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed), feature=data["key_feature"])
+    every = max(1, len(curve) // CURVE_POINTS)
+    return Trained(states={"model": {**model, "curve": torch.tensor(curve)}}, seconds=seconds, device="cpu",
+                   summary={"feature": data["key_feature"]},
+                   history=[{"mse": value} for value in curve[::every]], curves={"mse": "train/mse"})
 
 
-def predictor(model: dict[str, Any], method: Any):
+def predictor(model: dict[str, Any], method: KNN | RandomSearch | GradientDescent):
     if method.name == "knn":
         return lambda x: knn_predict(model["x"].numpy(), model["y"].numpy(), np.atleast_1d(x), method.neighbours)
     return lambda x: model["k"] * np.asarray(x) + model["b"]
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout, method = run.lesson, run.layout, run.lesson.method
-    data = load_prepared(layout.prepared(lesson.dataset))
+def evaluate(lesson: LineLesson, *, name: str, data: Prepared, device: torch.device, saved: Saved) -> Evaluated:
+    method = lesson.method
     (x_train, y_train), (x_test, y_test) = one_feature(data, "train"), one_feature(data, "test")
-    model = torch.load(layout.model(run.lesson_id), weights_only=True)
+    model = saved.states["model"]
     predict = predictor(model, method)
     metrics = {"method": method.name, "feature": data["key_feature"],
                "train_mse": round(mse(y_train, predict(x_train)), 6),
@@ -104,19 +100,13 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         metrics.update(k=round(model["k"], 6), b=round(model["b"], 6))
         if method.name == "gradient-descent":  # where it ends depends on the random start: 1000 steps do not converge
             metrics.update(start_k=model["k0"], start_b=model["b0"])
-    metrics.update(**carried_facts(read_metrics(layout.train_log(run.lesson_id))),
-                   reference_accuracy=lesson.reference_accuracy)
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        grid = np.linspace(min(x_train.min(), x_test.min()), max(x_train.max(), x_test.max()), CURVE_POINTS)
-        live.log_image("fit.png", fitted_curves(
-            {"model": (grid, predict(grid))}, f"{run.lesson_id}: {method.name}",
-            points={"train": (x_train, y_train), "test": (x_test, y_test)}, xlabel=data["key_feature"], ylabel="target"))
-        if len(model["curve"]):
-            label = "best MSE after each try" if method.name == "random-search" else "MSE after each step"
-            live.log_image("loss_curve.png", curve_panels(
-                {label: model["curve"].tolist()}, f"{run.lesson_id}: training MSE", xlabel="step", ylabel="MSE"))
-    return metrics
-
-
-KIND = LessonKind(schema=LineLesson, train=train, evaluate=evaluate)
+    metrics.update(**carried_facts(saved.metrics), reference_accuracy=lesson.reference_accuracy)
+    grid = np.linspace(min(x_train.min(), x_test.min()), max(x_train.max(), x_test.max()), CURVE_POINTS)
+    images = {"fit.png": fitted_curves(
+        {"model": (grid, predict(grid))}, f"{name}: {method.name}",
+        points={"train": (x_train, y_train), "test": (x_test, y_test)}, xlabel=data["key_feature"], ylabel="target")}
+    if len(model["curve"]):
+        label = "best MSE after each try" if method.name == "random-search" else "MSE after each step"
+        images["loss_curve.png"] = curve_panels(
+            {label: model["curve"].tolist()}, f"{name}: training MSE", xlabel="step", ylabel="MSE")
+    return Evaluated(metrics, images)

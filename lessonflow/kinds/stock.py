@@ -28,16 +28,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from lessonflow.atomic import atomic_path
-from lessonflow.figures import direction_forecast, plt, price_forecast
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.records import carried_facts, live_log, log_curves, outputs_of, read_metrics, run_facts
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
+from lessonflow.figures import direction_forecast, price_forecast
+from lessonflow.records import carried_facts
 from lessonflow.training import (
     BestWeights, History, TrainConfig, TrainedLesson, descend, eval_batch_size, make_optimizer, make_scheduler,
     run_epochs,
 )
-from lessonflow.zoo import build_model
+from lessonflow.zoo import build_model, restored
 
 CURVES = {"train_loss": "train/loss", "val_loss": "val/loss"}
 ZOOM_DAYS = 60
@@ -54,7 +52,7 @@ class StockLesson(TrainedLesson):
     window: int = Field(10, gt=0, description="past days per input; at most datasets.<name>.options.window")
 
 
-def inputs(lesson: Any, data: dict[str, Any], split: str) -> torch.Tensor:
+def inputs(lesson: StockLesson, data: Prepared, split: str) -> torch.Tensor:
     """The lesson's last ``window`` days of the prepared (longer) windows."""
     available = data["window"]
     if lesson.window > available:
@@ -63,28 +61,28 @@ def inputs(lesson: Any, data: dict[str, Any], split: str) -> torch.Tensor:
     return data[f"x_{split}"][:, -lesson.window:]
 
 
-def change_scale(data: dict[str, Any]) -> float:
+def change_scale(data: Prepared) -> float:
     """The typical size of a day's change, from the train days only."""
     return (data["y_train"] - data["last_close_train"]).std().item()
 
 
-def targets(lesson: Any, data: dict[str, Any], split: str) -> torch.Tensor:
+def targets(lesson: StockLesson, data: Prepared, split: str) -> torch.Tensor:
     """What the network is fitted to: tomorrow's scaled change from today's close, or 1.0 for a rise."""
     if lesson.target == "updown":
         return data[f"up_{split}"].float()
     return ((data[f"y_{split}"] - data[f"last_close_{split}"]) / change_scale(data)).float()
 
 
-def forecast_close(outputs: torch.Tensor, data: dict[str, Any], split: str) -> np.ndarray:
+def forecast_close(outputs: torch.Tensor, data: Prepared, split: str) -> np.ndarray:
     """A price model's outputs as closes: today's close plus the predicted change."""
     return (data[f"last_close_{split}"] + outputs.double() * change_scale(data)).numpy()
 
 
-def loss_function(lesson: Any) -> nn.Module:
+def loss_function(lesson: StockLesson) -> nn.Module:
     return nn.BCEWithLogitsLoss() if lesson.target == "updown" else nn.MSELoss()
 
 
-def build_for(lesson: Any, data: dict[str, Any]) -> nn.Module:
+def build_for(lesson: StockLesson, data: Prepared) -> nn.Module:
     return build_model(lesson.model.name, lesson.model.kwargs(), in_shape=(lesson.window, len(data["features"])),
                        num_classes=1)
 
@@ -97,8 +95,8 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Te
     return torch.cat([model(chunk.to(device)).squeeze(-1).float().cpu() for chunk in chunks])
 
 
-def fit(model: nn.Module, lesson: Any, data: dict[str, Any], *, device: torch.device, checkpoint, fingerprint: str,
-        label: str) -> tuple[History, BestWeights]:
+def train_net(model: nn.Module, lesson: StockLesson, data: Prepared, *, device: torch.device,
+              checkpoint: Checkpoint) -> tuple[History, BestWeights]:
     """The shared epoch loop with this kind's loss, keeping the weights of the best validation epoch."""
     cfg = TrainConfig.of(lesson)
     model.to(device)
@@ -121,23 +119,22 @@ def fit(model: nn.Module, lesson: Any, data: dict[str, Any], *, device: torch.de
 
     history = run_epochs({"model": model, "optimizer": optimizer, "scheduler": scheduler, "best": best}, step,
                          epochs=cfg.epochs, n_train=len(y_train), batch_size=cfg.batch_size, seed=cfg.seed,
-                         device=device, checkpoint=checkpoint, fingerprint=fingerprint, label=label,
-                         after_epoch=validate)
+                         device=device, checkpoint=checkpoint, after_epoch=validate)
     return history, best
 
 
-def train(run: LessonRun) -> None:
-    lesson, layout = run.lesson, run.layout
-    data, device, fingerprint = run.start_training()
+Lesson = StockLesson
+
+
+def train(lesson: StockLesson, *, name: str, data: Prepared, device: torch.device,
+          checkpoint: Checkpoint) -> Trained:
     model = build_for(lesson, data)
-    history, best = fit(model, lesson, data, device=device, checkpoint=layout.checkpoint(run.lesson_id),
-                        fingerprint=fingerprint, label=run.lesson_id)
-    with atomic_path(layout.model(run.lesson_id)) as tmp:
-        torch.save({key: value.cpu() for key, value in best.weights.items()}, tmp)
-    with live_log(layout.train_log(run.lesson_id)) as live:
-        log_curves(live, history.epochs, CURVES)
-        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
-                            epochs=len(history.epochs), best_epoch=best.epoch, best_val_loss=round(best.val_loss, 6))
+    history, best = train_net(model, lesson, data, device=device, checkpoint=checkpoint)
+    return Trained(states={"model": {key: value.cpu() for key, value in best.weights.items()}},
+                   seconds=history.train_seconds, device=device.type,
+                   summary={"epochs": len(history.epochs), "best_epoch": best.epoch,
+                            "best_val_loss": round(best.val_loss, 6)},
+                   history=history.epochs, curves=CURVES)
 
 
 def error_sizes(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
@@ -181,13 +178,12 @@ def direction_report(probability_up: np.ndarray, rose: np.ndarray) -> dict[str, 
             "verdict": verdict}
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    lesson, layout = run.lesson, run.layout
-    model, data, device = run.load_trained(build_for)
+def evaluate(lesson: StockLesson, *, name: str, data: Prepared, device: torch.device, saved: Saved) -> Evaluated:
+    model = restored(build_for(lesson, data), saved.states["model"], device)
     outputs = {split: predict(model, inputs(lesson, data, split), device) for split in ("val", "test")}
     val_loss = loss_function(lesson)(outputs["val"], targets(lesson, data, "val")).item()
     dates = np.array(data["dates_test"])
-    title = f"{run.lesson_id} ({data['source']} data)"
+    title = f"{name} ({data['source']} data)"
     if lesson.target == "updown":
         probability = outputs["test"].sigmoid().numpy()
         rose = data["up_test"].numpy()
@@ -200,19 +196,11 @@ def evaluate(run: LessonRun) -> dict[str, Any]:
         report = price_report(predicted, actual, persistence)
         arrays = {"predicted": predicted, "actual": actual, "persistence": persistence}
         figure = price_forecast(dates, actual, predicted, persistence, title, ZOOM_DAYS)
-    trained = read_metrics(layout.train_log(run.lesson_id))
+    trained = saved.metrics
     metrics = {
         **report, "val_loss": round(val_loss, 6), "target": lesson.target, "window": lesson.window,
         "test_days": len(dates), "test_start": str(dates[0]), "test_end": str(dates[-1]),
         "epochs": trained["epochs"], "best_epoch": trained["best_epoch"], **carried_facts(trained),
     }
-    with live_log(layout.eval_log(run.lesson_id)) as live:
-        live.summary.update(metrics)
-        with (outputs_of(live) / "predictions.npz").open("wb") as fh:
-            np.savez_compressed(fh, dates=dates, **arrays)
-        live.log_image("predicted_vs_actual.png", figure)
-    plt.close(figure)
-    return metrics
-
-
-KIND = LessonKind(schema=StockLesson, train=train, evaluate=evaluate)
+    return Evaluated(metrics, images={"predicted_vs_actual.png": figure},
+                     arrays={"predictions.npz": {"dates": dates, **arrays}})

@@ -13,18 +13,24 @@ from typing import Any
 
 import torch
 
-from lessonflow.classification import cross_entropy_trainer, evaluate_with, fit, plain_logits
-from lessonflow.kinds import LessonKind
-from lessonflow.lessons import LessonRun
-from lessonflow.training import TrainConfig, TrainedLesson
+from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
+from lessonflow.kinds.classifier import plain_logits, scored_classifier, trained_classifier
+from lessonflow.training import TrainConfig, TrainedLesson, train_classifier
 
 
 class TabularLesson(TrainedLesson):
     """A classifier of feature rows; the input width comes from the prepared data."""
 
 
-def train(run: LessonRun) -> None:
-    fit(run, cross_entropy_trainer(lambda data_source: TrainConfig.of(run.lesson)))
+Lesson = TabularLesson
+
+
+def train(lesson: TabularLesson, *, name: str, data: Prepared, device: torch.device,
+          checkpoint: Checkpoint) -> Trained:
+    config = TrainConfig.of(lesson)
+    return trained_classifier(
+        lesson, data, device,
+        lambda model, splits: train_classifier(model, splits, config, device=device, checkpoint=checkpoint))
 
 
 def majority_baseline(y_train: torch.Tensor, y_test: torch.Tensor) -> tuple[int, float]:
@@ -33,7 +39,7 @@ def majority_baseline(y_train: torch.Tensor, y_test: torch.Tensor) -> tuple[int,
     return majority, float((y_test == majority).float().mean())
 
 
-def majority_metrics(data: dict[str, Any], predicted: torch.Tensor) -> dict[str, Any]:
+def majority_metrics(data: Prepared, predicted: torch.Tensor) -> dict[str, Any]:
     majority, baseline = majority_baseline(data["y_train"], data["y_test"])
     test_accuracy = float((predicted == data["y_test"]).float().mean())
     return {"majority_baseline_accuracy": round(baseline, 6), "majority_class": data["classes"][majority],
@@ -41,8 +47,6 @@ def majority_metrics(data: dict[str, Any], predicted: torch.Tensor) -> dict[str,
             "input_features": int(data["x_train"].shape[1])}
 
 
-def evaluate(run: LessonRun) -> dict[str, Any]:
-    return evaluate_with(run, plain_logits(None), majority_metrics, show_misclassified=False)
-
-
-KIND = LessonKind(schema=TabularLesson, train=train, evaluate=evaluate)
+def evaluate(lesson: TabularLesson, *, name: str, data: Prepared, device: torch.device, saved: Saved) -> Evaluated:
+    return scored_classifier(lesson, name, data, device, saved, plain_logits(None), majority_metrics,
+                             show_misclassified=False)

@@ -1,0 +1,124 @@
+"""Lesson kinds called as plain functions on tiny in-memory inputs: what they train, measure and draw.
+
+No prepared file, no DVC, no output folder: a kind is given its lesson, data, device and checkpoint
+and returns its result, and only the stage runner writes files (the last tests check that for every kind).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, project_params
+
+from lessonflow.codedeps import closure, kind_module
+from lessonflow.contract import Checkpoint, Evaluated, Saved, Trained
+from lessonflow.datasets.toy import POINT_SETS
+from lessonflow.kinds import KINDS, classifier, foundation_grid, kind_of, scratch_line
+from lessonflow.records import run_facts
+from lessonflow.schema import ParamsError
+
+CPU = torch.device("cpu")
+UNUSED = Checkpoint(Path("never-written.pt"), "", "")  # the NumPy kinds keep no checkpoint
+
+
+@pytest.fixture
+def digits() -> dict:
+    """Three classes of 8×8 uint8 images, few enough to train in milliseconds."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(90) % 3
+    images = (torch.rand(90, 1, 8, 8, generator=generator) * 80 + labels.view(-1, 1, 1, 1) * 80).to(torch.uint8)
+    return {"x_train": images[:60], "y_train": labels[:60], "x_val": images[60:75], "y_val": labels[60:75],
+            "x_test": images[75:], "y_test": labels[75:], "classes": ["a", "b", "c"], "source": "embedded"}
+
+
+def as_saved(trained: Trained, data_source: str, seed: int = 0) -> Saved:
+    """What the stage runner would hand the evaluation: the states and the train log's summary."""
+    return Saved(trained.states, {**run_facts(trained.seconds, trained.device, data_source, seed), **trained.summary})
+
+
+def test_a_classifier_trains_and_scores_in_memory_writing_nothing_but_its_checkpoint(digits, tmp_path):
+    lesson = classifier.Lesson.model_validate({
+        "kind": "classifier", "dataset": "mnist", "model": {"name": "mlp", "hidden": [8]},
+        "optimizer": {"name": "sgd", "lr": 0.5}, "epochs": 3, "batch_size": 20})
+    torch.manual_seed(0)
+    trained = classifier.train(lesson, name="tiny", data=digits, device=CPU,
+                               checkpoint=Checkpoint(tmp_path / "checkpoint.pt", "f", "tiny"))
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoint.pt"]
+    assert [row["epoch"] for row in trained.history] == [1, 2, 3] and set(trained.curves) >= {"val_accuracy"}
+    assert trained.summary == {"epochs": 3, "train_samples": 60, "train_split": "train", "recipe": "tutorial"}
+    assert all(value.device == CPU for value in trained.states["model"].values())  # saved from the CPU
+
+    result = classifier.evaluate(lesson, name="tiny", data=digits, device=CPU, saved=as_saved(trained, "embedded"))
+    assert isinstance(result, Evaluated)
+    assert result.metrics["test_samples"] == 15 and 0 <= result.metrics["test_accuracy"] <= 1
+    assert result.metrics["epochs"] == 3 and result.metrics["data_source"] == "embedded"
+    predictions = result.arrays["predictions.npz"]
+    assert predictions["test_probs"].shape == (15, 3) and predictions["val_probs"].shape == (15, 3)
+    assert set(result.images) == {"confusion_matrix.png", "misclassified.png"}
+
+
+def test_the_embedded_settings_are_in_place_before_the_kind_trains():
+    lesson = classifier.Lesson.model_validate(project_params()["lessons"]["mnist-lstm"])
+    assert lesson.embedded is not None
+    resolved = lesson.for_source("embedded")
+    assert resolved.embedded is None and resolved.fast is None  # nothing left for a later step to choose
+    assert classifier.train_config(resolved) == classifier.train_config(lesson, "embedded")
+    assert classifier.train_config(lesson.for_source("official")) == classifier.train_config(lesson)
+
+
+def test_a_grid_search_is_computed_and_read_off_in_memory():
+    data = {name: {column: torch.tensor(values).view(-1, 1) for column, values in columns.items()}
+            for name, columns in POINT_SETS.items()}
+    lesson = foundation_grid.Lesson.model_validate({"kind": "foundation_grid", "dataset": "toy"})
+    trained = foundation_grid.train(lesson, name="grid", data=data, device=CPU, checkpoint=UNUSED)
+    assert trained.device == "cpu" and trained.history == []
+    result = foundation_grid.evaluate(lesson, name="grid", data=data, device=CPU, saved=as_saved(trained, "toy"))
+    assert result.metrics["w"] == pytest.approx(2.0) and result.metrics["final_loss"] == pytest.approx(0)
+    assert (result.metrics["surface"]["w"], result.metrics["surface"]["b"]) == pytest.approx((3.0, 2.0))
+    assert set(result.images) == {"loss_over_w.png", "loss_surface.png"}
+
+
+def test_nearest_neighbours_predict_the_mean_of_the_closest_rows():
+    x = torch.tensor([[1.0, 5.0], [2.0, 6.0], [3.0, 7.0], [4.0, 8.0]])
+    data = {"features": ["A", "RM"], "key_feature": "RM", "x_train": x, "y_train": torch.tensor([10., 20., 30., 40.]),
+            "x_test": x[:2], "y_test": torch.tensor([10., 20.])}
+    lesson = scratch_line.Lesson.model_validate(
+        {"kind": "scratch_line", "dataset": "boston", "method": {"name": "knn", "neighbours": 2, "query": 7.4}})
+    trained = scratch_line.train(lesson, name="knn", data=data, device=CPU, checkpoint=UNUSED)
+    assert trained.summary == {"feature": "RM"}
+    result = scratch_line.evaluate(lesson, name="knn", data=data, device=CPU, saved=as_saved(trained, "sample"))
+    assert result.metrics["prediction_at_query"] == pytest.approx(35.0)  # the rows at RM 7 and 8
+    assert set(result.images) == {"fit.png"}  # a lazy learner has no training curve
+
+
+def test_every_kind_is_a_module_with_its_schema_and_its_two_functions():
+    for name in KINDS:
+        kind = kind_of(name)
+        assert kind.__name__ == kind_module(name)
+        assert callable(kind.train) and callable(kind.evaluate) and kind.Lesson.model_fields["kind"]
+    with pytest.raises(ParamsError, match="unknown lesson kind 'nope'; allowed: autoencoder, classifier"):
+        kind_of("nope")
+
+
+def test_a_stage_runs_its_own_lessons_kind_only():
+    modules = closure(["stages.train", kind_module("tabular")])
+    assert {"lessonflow/kinds/tabular.py", "lessonflow/kinds/classifier.py"} <= set(modules)
+    assert not {"lessonflow/kinds/gan.py", "lessonflow/kinds/stock.py"} & set(modules)
+
+
+WRITERS = {"live_log", "atomic_path", "atomic_dir", "Layout", "save", "savez_compressed", "write_text",
+           "write_bytes", "open"}
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_no_kind_writes_a_file_or_knows_where_files_go(name):
+    path = ROOT / "lessonflow" / "kinds" / f"{name}.py"
+    tree = ast.parse(path.read_text())
+    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    used |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert not (used | imported) & WRITERS, sorted((used | imported) & WRITERS)
+    assert "lessonflow.paths" not in {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}

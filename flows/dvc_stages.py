@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -35,11 +36,23 @@ LOCK_CONTENTION = ("Unable to acquire lock", "is busy, it is being blocked by")
 # What `dvc repro` prints for each way a stage can end.
 RAN, RESTORED, UNCHANGED = "Running stage '{}'", "Stage '{}' is cached", "Stage '{}' didn't change"
 TAIL_LINES = 40
+STAGE_ERROR = re.compile(r"^[\w.-]+(@[\w.-]+)? failed: ")  # the one line a stage prints when it stops (stages.run_stage)
 LIVE: set[subprocess.Popen] = set()  # dvc commands running now, see call_dvc
 
 
 class StageFailed(RuntimeError):
-    """A stage's command (or DVC around it) failed; the message ends with the stage's own output."""
+    """A stage's command (or DVC around it) failed; the message ends with the stage's own output.
+
+    ``cause`` is the one line that says why: the stage's own error line when it printed one (then
+    ``stated``: ``transcript`` has logged it already), else DVC's last error, else the message's first line.
+    """
+
+    def __init__(self, message: str, lines: list[str] | None = None):
+        super().__init__(message)
+        own = [line for line in lines or [] if STAGE_ERROR.match(line)]
+        errors = [line.removeprefix("ERROR: ") for line in lines or [] if line.startswith("ERROR")]
+        self.stated = bool(own)
+        self.cause = STAGE_ERROR.sub("", own[-1]) if own else (errors or message.splitlines()[:1] or [""])[-1]
 
 
 class StageTimedOut(StageFailed):
@@ -142,6 +155,15 @@ def stage_env(threads: int, gpu: str | None = None) -> dict[str, str]:
     return env
 
 
+def transcript(stage: str, logger) -> Callable[[str], None]:
+    """Where a stage's output goes: its task's log, line by line, with its own error line at ERROR level."""
+
+    def log(line: str) -> None:
+        (logger.error if STAGE_ERROR.match(line) else logger.info)(line)
+
+    return log
+
+
 def dvc_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "dvc", "--wait-for-lock", *args]
 
@@ -239,7 +261,7 @@ def dvc_until_unlocked(root: Path, args: list[str], env: dict[str, str], log: Ca
             pause = min(pause * 2, 30.0)
             continue
         tail = "\n".join(lines[-TAIL_LINES:])
-        raise StageFailed(f"dvc {' '.join(args)} exited with {code}:\n{tail}")
+        raise StageFailed(f"dvc {' '.join(args)} exited with {code}:\n{tail}", lines)
 
 
 def reproduce(root: Path, stage: str, *, force: bool, env: dict[str, str], log: Callable[[str], None],
@@ -311,6 +333,8 @@ def save_experiment(root: Path, stages: list[str], name: str, log: Callable[[str
 
     A saved experiment is a git ref, not a commit on the branch: the workspace stays as the run
     left it. New git-tracked outputs (a lesson's first metrics) and a first ``dvc.lock`` go in too.
+    ``stages`` are the ones the run changed: DVC hashes their outputs again, the others' are in
+    ``dvc.lock`` already, so recording costs what the run changed, not the whole pipeline.
     """
     untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "dvc.lock", "results"],
                                cwd=root, capture_output=True, text=True, check=True).stdout.split()

@@ -21,10 +21,11 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows import artifacts, checkout, dvc_stages, lifeline, notify
+from flows import artifacts, checkout, crashed, dvc_stages, lifeline, notify
 from flows.dvc_stages import Plan
 from lessonflow.schema import load_orchestration
 
@@ -36,16 +37,22 @@ CRASH_REPORT_S = 20
 
 
 class PipelineFailed(RuntimeError):
-    """At least one stage failed; the message carries each failed stage's own error."""
+    """At least one stage failed; the message gives each failed stage's one-line cause.
 
-    def __init__(self, failures: dict[str, str]):
-        super().__init__("\n\n".join(f"{stage} failed:\n{error}" for stage, error in failures.items()))
-        self.failures = failures
+    Each failed stage was reported (``flows.notify``) when it failed, with its last log lines.
+    """
+
+    def __init__(self, failed: list["StageRun"]):
+        super().__init__("\n".join(f"{result.stage} failed: {result.cause}" for result in failed))
+        self.failures = {result.stage: result.error for result in failed}
 
 
-@dataclass
+@dataclass(repr=False)
 class StageRun:
-    """How one stage ended in this run: ran, restored (from DVC's run-cache), skipped, failed or blocked."""
+    """How one stage ended in this run: ran, restored (from DVC's run-cache), skipped, failed or blocked.
+
+    Its repr is short: Prefect logs the repr of a failed task's result, and the error is in the log already.
+    """
 
     stage: str
     status: str
@@ -53,6 +60,7 @@ class StageRun:
     finished: float = 0.0
     metric: str = ""
     error: str = ""
+    cause: str = ""  # the one line that says why it failed
     lock_entry: dict | None = None  # set when the stage ran in a worker's own clone
     tracked_outputs: dict | None = None  # and its git-tracked outputs (dvc_stages.git_tracked_outputs)
 
@@ -63,6 +71,9 @@ class StageRun:
     @property
     def changed(self) -> bool:
         return self.status in ("ran", "restored")
+
+    def __repr__(self) -> str:
+        return f"StageRun({self.stage}: {self.status})"
 
 
 @task(name="dvc-stage", task_run_name="{stage}")
@@ -76,6 +87,9 @@ def run_stage(stage: str, root: str, force: bool, max_parallel: int, gpu: str | 
     then runs in the worker's own clone, pulls what it needs, pushes what it made and returns
     its own ``dvc.lock`` entry and git-tracked outputs for the flow to record. A stage still
     running after ``timeout_s`` is stopped and fails (``dvc_stages.StageTimedOut``).
+
+    A failed stage ends the task Failed with its ``StageRun`` as data, not with an exception: its
+    cause goes into the log once, as one line, instead of inside the engine's tracebacks.
     """
     logger = get_run_logger()
     workdir = Path(os.environ.get(WORKER_ROOT_ENV) or root)
@@ -87,11 +101,19 @@ def run_stage(stage: str, root: str, force: bool, max_parallel: int, gpu: str | 
         dvc_stages.merge_lock_entries(workdir, upstream_entries)
         dvc_stages.write_outputs(workdir, upstream_outputs or {})
     started = time.time()
-    status = dvc_stages.reproduce(workdir, stage, force=force, env=env, log=logger.info, pull=remote, timeout=timeout_s)
+    log = dvc_stages.transcript(stage, logger)
+    try:
+        status = dvc_stages.reproduce(workdir, stage, force=force, env=env, log=log, pull=remote, timeout=timeout_s)
+        if remote:
+            dvc_stages.dvc_until_unlocked(workdir, ["push", stage], env, log)
+    except dvc_stages.StageFailed as err:
+        if not err.stated:
+            logger.error("%s failed: %s", stage, err.cause)
+        return Failed(message=f"{stage} failed", data=StageRun(stage, "failed", started, time.time(),
+                                                               error=str(err), cause=err.cause))
     finished = time.time()
     if not remote:
         return StageRun(stage, status, started, finished)
-    dvc_stages.dvc_until_unlocked(workdir, ["push", stage], env, logger.info)
     return StageRun(stage, status, started, finished, lock_entry=dvc_stages.lock_entry(workdir, stage),
                     tracked_outputs=dvc_stages.git_tracked_outputs(workdir, [stage]))
 
@@ -105,10 +127,13 @@ def _stage_task(stage: str):
 
 
 def _report_failure(flow, flow_run, state) -> None:
-    """Hook of a failed run: the failed stages and their last lines to the team's channel."""
+    """Hook of a failed run: a failure that no failed stage explains (bad params, a bug) to the team's channel.
+
+    Failed stages were reported the moment each failed (``_execute``), before anything was recorded.
+    """
     error = state.result(raise_on_failure=False)
-    failures = getattr(error, "failures", {})
-    notify.report_run(flow_run, state.name, failures, "" if failures else notify.tail(str(error or state.message)))
+    if not isinstance(error, PipelineFailed):
+        notify.report_run(flow_run, state.name, {}, notify.tail(str(error or state.message)))
 
 
 def _report_crash(flow, flow_run, state) -> None:
@@ -157,15 +182,19 @@ def _pipeline(project: Path, targets, profile, force, max_parallel, refresh_sour
                 f", forced: {', '.join(sorted(forced))}" if forced else "")
     results = _execute(plan, forced, project, max_parallel, remote, timeout_s)
     artifacts.stage_summary(project, results)
-    artifacts.results_table(project, report_rebuilt=any(r.stage == "report" and r.changed for r in results))
+    artifacts.results_table(project, results)
     built = [result.stage for result in results if result.status not in ("failed", "blocked")]
-    if record and any(result.changed for result in results):
-        logger.info("recorded as experiment %s", dvc_stages.save_experiment(project, built, _run_name(), logger.info))
+    changed = [result.stage for result in results if result.changed]
+    failed = [result for result in results if result.status == "failed"]
+    if record and changed and not failed:  # a failed run's workspace holds what broke it: not a result to keep
+        logger.info("recorded as experiment %s", dvc_stages.save_experiment(project, changed, _run_name(), logger.info))
+    elif record and failed:
+        logger.info("not recorded as an experiment: %d stage(s) failed", len(failed))
     if push and built:
         dvc_stages.dvc_until_unlocked(project, ["push", *built], dvc_stages.stage_env(1), logger.info)
-    failed = {result.stage: result.error for result in results if result.status == "failed"}
     if failed:
-        raise PipelineFailed(failed)
+        error = PipelineFailed(failed)
+        return Failed(message=str(error), data=error)
     return results
 
 
@@ -180,8 +209,9 @@ def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, rem
     while waiting or running:
         for stage in list(waiting):
             upstream = [results.get(name) for name in plan.upstream[stage]]
-            if any(result and result.status in ("failed", "blocked") for result in upstream):
-                results[stage] = StageRun(stage, "blocked", error="an upstream stage failed")
+            if broken := [result for result in upstream if result and result.status in ("failed", "blocked")]:
+                cause = broken[0].cause if broken[0].status == "blocked" else f"{broken[0].stage} failed"
+                results[stage] = StageRun(stage, "blocked", error="an upstream stage failed", cause=cause)
             elif None in upstream:
                 continue
             elif not (stage in forced or stage in plan.stale or any(result.changed for result in upstream)):
@@ -205,6 +235,9 @@ def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, rem
             stage, slot, submitted = running.pop(future)
             slots.append(slot)
             results[stage] = _outcome(future, stage, submitted, project, remote)
+            if results[stage].status == "failed":  # at once: the run may go on for hours with other stages
+                notify.report_run(FlowRunContext.get().flow_run, "Failed", {stage: results[stage].error},
+                                  "stages that do not depend on it go on; the run will end failed")
         elif waiting:
             raise RuntimeError(f"stages wait on stages outside the plan: {waiting}")  # a bug, not a user error
     return [results[stage] for stage in plan.order]
@@ -212,9 +245,14 @@ def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, rem
 
 def _outcome(future, stage: str, submitted: float, project: Path, remote: bool) -> StageRun:
     try:
-        result = future.result()
-    except Exception as err:  # the stage's own failure, already in its task log: recorded, not raised yet
-        return StageRun(stage, "failed", submitted, time.time(), error=str(err) or repr(err))
+        result = future.result(raise_on_failure=False)  # a failed stage's StageRun, or what a bug raised
+    except Exception as err:
+        result = err
+    if not isinstance(result, StageRun):  # a failure around the stage (a bug, a lost Dask worker): recorded, not raised yet
+        error = str(result) or repr(result)
+        return StageRun(stage, "failed", submitted, time.time(), error=error, cause=error.splitlines()[0])
+    if result.status == "failed":
+        return result  # the stage's own failure, its cause already in its task log
     if remote and result.lock_entry is not None:
         # The stage ran in a worker's clone: record its entry here and fetch its outputs.
         dvc_stages.merge_lock_entries(project, {stage: result.lock_entry})
@@ -236,7 +274,6 @@ def _abandon(logger, flow_run_id) -> None:
     With the schedule's own server gone too, the next ``lessonflow schedule`` records the crash instead.
     """
     from prefect.client.orchestration import get_client
-    from prefect.states import Crashed
 
     reason = "the serving process (lessonflow schedule) died during the run; its stages were stopped"
     logger.error(reason)
@@ -244,8 +281,7 @@ def _abandon(logger, flow_run_id) -> None:
 
     def record() -> None:
         with get_client(sync_client=True) as client:
-            client.set_flow_run_state(flow_run_id, Crashed(message=reason), force=True)
-            notify.report_run(client.read_flow_run(flow_run_id), "Crashed", {}, reason)
+            crashed.record(client, flow_run_id, reason)
 
     recorder = threading.Thread(target=contextvars.copy_context().run, args=(record,), daemon=True)
     recorder.start()

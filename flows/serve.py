@@ -23,11 +23,13 @@ from pathlib import Path
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-from flows import checkout, lifeline, notify
+from flows import checkout, crashed, lifeline, notify
 
 SERVER_STARTUP_S = 180
 # One run at a time; a run triggered (by the schedule or by hand) while another runs waits for it:
 # DVC skips what the first run built, so the wait costs little, and a run someone asked for is never dropped.
+# The server enforces it, holding the newcomer in state AwaitingConcurrencySlot; no runner limit is set
+# besides, since a runner at its limit never asks for the run, which then shows as Late.
 COLLISIONS = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 UNFINISHED = ("RUNNING", "PENDING", "CANCELLING")
 
@@ -78,15 +80,16 @@ def prefect_server() -> Iterator[str]:
 
 
 def recover_crashed_runs(root: Path, name: str) -> None:
-    """Runs of deployment ``name`` left running by a killed schedule: recorded as crashed and reported.
+    """Runs of this checkout under deployment ``name`` left running by a killed schedule: recorded as crashed.
 
-    A run is only taken for dead when no process holds the checkout (``flows.checkout``).
+    Only this checkout's runs (their ``root`` parameter): another checkout may serve a deployment
+    of the same name on the same server, and its runs are alive. A run is only taken for dead when
+    no process holds the checkout (``flows.checkout``); its open tasks are closed with it.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
     )
-    from prefect.states import Crashed
 
     if (busy := checkout.holder(root)) is not None:
         print(f"{root} is held by {busy}: its runs are left as they are", flush=True)
@@ -97,8 +100,9 @@ def recover_crashed_runs(root: Path, name: str) -> None:
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(UNFINISHED)))),
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])))
         for run in runs:
-            client.set_flow_run_state(run.id, Crashed(message=reason), force=True)
-            notify.report_run(run, "Crashed", {}, reason)
+            if run.parameters.get("root") != str(root):
+                continue  # another checkout's run: that checkout's schedule answers for it
+            crashed.record(client, run.id, reason)
             print(f"run {run.name} of lessonflow/{name} was left running by a killed schedule: marked crashed", flush=True)
 
 
@@ -114,6 +118,6 @@ def serve(cron: str, *, name: str, max_parallel: int, root: Path, push: bool = F
     with prefect_server() as ui:
         recover_crashed_runs(root, name)
         print(f"Prefect UI: {ui}  (runs of deployment 'lessonflow/{name}', schedule '{cron}')", flush=True)
-        pipeline.serve(name=name, cron=cron, limit=COLLISIONS.limit, global_limit=COLLISIONS,
+        pipeline.serve(name=name, cron=cron, global_limit=COLLISIONS,
                        parameters={"refresh_sources": True, "max_parallel": max_parallel,
                                    "push": push, "record": record, "root": str(root)})

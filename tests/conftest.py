@@ -205,10 +205,12 @@ class WebhookReceiver:
         import threading
 
         received = self.received = []
+        arrived = self.arrived = []  # time.time() of each message, for tests of how soon it came
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                arrived.append(time.time())
                 self.send_response(200)
                 self.end_headers()
 

@@ -111,16 +111,35 @@ def assert_clean(repo: Path) -> None:
     assert "up to date" in status.stdout, status.stdout
 
 
-def error_logs(state) -> str:
+def all_logs(state, level: int = 0) -> list:
+    """Every log record of the run at ``level`` or above, its stages' included (a page at a time)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterLevel
     from prefect.logging.handlers import APILogHandler
 
     APILogHandler().flush()
+    found = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]), level=LogFilterLevel(ge_=level))
+    logs: list = []
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]),
-                                          level=LogFilterLevel(ge_=40)))
-    return "\n".join(log.message for log in logs)
+        while page := client.read_logs(found, offset=len(logs)):
+            logs += page
+    return logs
+
+
+def error_logs(state) -> str:
+    return "\n".join(log.message for log in all_logs(state, 40))
+
+
+def flow_run_and_task(state, name: str):
+    """The run as the server recorded it, and its task run called ``name``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        (task_run,) = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+                                            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[name])))
+        return client.read_flow_run(run_id), task_run
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +192,8 @@ def test_flow_builds_independent_lessons_concurrently(built, tmp_path):
                                                    "embedded")
     assert table["mnist-cnn"] == {"result": "mnist-cnn", "metric": "", "value": "", "change": "", "verdict": "not built"}
     assert list(table)[:2] == LESSONS, "built results come first"
-    assert Artifact.get(RESULTS_KEY).description == f"2 of {len(table)} results built; report: not built yet (stage report)"
+    assert Artifact.get(RESULTS_KEY).description == (f"this run: 2 built, 0 failed, {len(table) - 2} skipped; "
+                                                     f"2 of {len(table)} results built; report: not built yet (stage report)")
 
 
 def test_second_run_starts_no_stage(built, monkeypatch):
@@ -222,9 +242,31 @@ def test_failing_stage_fails_the_run_reports_it_and_the_next_run_finishes(built,
     # A params change reruns only its lesson; a learning rate this large makes the training diverge.
     edit_params(repo, **{"mnist-logreg": {"optimizer": {"lr": 0.1}}, "mnist-cnn-book": {"optimizer": {"lr": 1e30}}})
     set_orchestration(repo, notify=webhook.url)
+    recorded_before = saved_runs(repo)
     state = run_flow(repo, monkeypatch)
     assert state.is_failed()
     (message,) = webhook.wait_for(1)
+    # Reported at once: within 10 s of the stage's failure, while the run was still going (before it recorded anything).
+    run, failed_task = flow_run_and_task(state, "train@mnist-cnn-book")
+    assert failed_task.state.name == "Failed"
+    assert webhook.arrived[0] - failed_task.end_time.timestamp() < 10, "the failure was reported late"
+    assert webhook.arrived[0] < run.end_time.timestamp(), "the failure was reported only when the run ended"
+    assert saved_runs(repo) == recorded_before, "a failed run was saved as an experiment"
+    table = results_table()  # says what failed, not the value an earlier run left
+    assert table["mnist-cnn-book"]["change"] == "failed", table["mnist-cnn-book"]
+    assert re.search(r"^failed: train@mnist-cnn-book: mnist-cnn-book: .*\b(nan|inf)\b", table["mnist-cnn-book"]["verdict"])
+    assert table["mnist-logreg"]["change"] not in ("failed", "")
+    assert list(table)[:2] == ["mnist-cnn-book", "mnist-logreg"], "failed first, then built"
+    from prefect.artifacts import Artifact
+
+    from flows.artifacts import RESULTS_KEY
+
+    assert Artifact.get(RESULTS_KEY).description.startswith(f"this run: 1 built, 1 failed, {len(table) - 2} skipped; ")
+    cause = table["mnist-cnn-book"]["verdict"].removeprefix("failed: train@mnist-cnn-book: ")
+    logs = all_logs(state)
+    assert not [log for log in logs if "Traceback" in log.message], "a stage failure logged a traceback"
+    stated = [log for log in logs if cause in log.message and not log.message.startswith("Finished in state")]
+    assert [log.level for log in stated] == [40], stated  # once, at ERROR: the run's closing line sums it up
     facts = message["lessonflow"]
     assert facts["state"] == "Failed" and facts["deployment"] == "a run by hand (lessonflow flow run)"
     assert list(facts["failed_stages"]) == ["train@mnist-cnn-book"]

@@ -182,6 +182,15 @@ class Schedule:
             time.sleep(2)
         return runs
 
+    def open_tasks(self, run_id) -> list[str]:
+        """Names of the run's task runs that are not finished, as the server records them."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        with self.client() as client:
+            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        assert tasks, "the run recorded no task"
+        return [task.name for task in tasks if task.state.type.value in UNFINISHED]
+
     def logs(self, run_id) -> str:
         """Every log line of the run, its stages' output included (the server hands them out a page at a time)."""
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -219,6 +228,10 @@ def test_runs_of_a_schedule_take_turns_and_a_run_by_hand_waits_for_the_checkout(
             assert json.load(settings)["api_url"] == schedule.api, "the UI would ask another server for its data"
         first, second = (schedule.trigger(targets=["mnist-cnn-book"], force=True) for _ in range(2))
         deadline = time.monotonic() + 300
+        while sorted(states := [schedule.flow_run(run).state.name for run in (first, second)]) != \
+                ["AwaitingConcurrencySlot", "Running"]:  # the state docs/orchestration.md names, not Late
+            assert time.monotonic() < deadline, f"the second run never showed as waiting for a slot: {states}"
+            time.sleep(0.5)
         while holder(repo) is None:
             assert time.monotonic() < deadline, "no run took the checkout"
             time.sleep(0.5)
@@ -235,6 +248,7 @@ def test_runs_of_a_schedule_take_turns_and_a_run_by_hand_waits_for_the_checkout(
     finally:
         output = schedule.stop()
     assert output.count("Failed runs are reported nowhere") == 1, output  # no channel configured: said once
+    assert "at capacity" not in output, output  # the runner leaves the waiting to the server
     assert re.search(r"is busy: (scheduled|turns)-\S+ \(pid \d+, since .*\) is running on it; waiting",
                      by_hand.stdout + by_hand.stderr), by_hand.stdout + by_hand.stderr
     assert holder(repo) is None
@@ -288,6 +302,7 @@ def test_a_killed_schedule_is_recovered_the_run_shown_crashed_and_the_next_run_r
     schedule = Schedule(repo, home, "crash")
     try:
         assert schedule.flow_run(killed).state.name == "Crashed"
+        assert not schedule.open_tasks(killed), "a task of the crashed run is left Running"
         crashed = [message["lessonflow"] for message in webhook.wait_for(1)]
         assert any(facts["state"] == "Crashed" and facts["flow_run"] == schedule.flow_run(killed).name
                    for facts in crashed), crashed

@@ -192,6 +192,6 @@ def test_after_check_rewrites_the_fingerprints_dvc_itself_finds_exactly_the_stag
         run(locked, "git", "checkout", "--", ".")
     expected = {name for name, files in imports.items() if module in files}
     assert predicted == expected | {"check"}
-    assert after == expected
+    assert after == expected - {"check"}  # check has run
     assert {"train@mnist-cnn"} <= after if module.endswith("accel.py") else (
         "train@boston-mini-framework" in after and "train@mnist-cnn" not in after)

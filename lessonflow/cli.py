@@ -68,14 +68,21 @@ def run_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_flag_command(subparsers: argparse._SubParsersAction, name: str, run: Callable[[argparse.Namespace], int],
+                     flag: tuple[str, str], help: str, description: str) -> None:
+    """A command whose only argument is one on/off ``flag`` (its name and help)."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    parser.add_argument(flag[0], action="store_true", help=flag[1])
+    parser.set_defaults(run=run)
+
+
 def add_dvc_yaml(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "dvc-yaml", help="write dvc.yaml from params.yaml and the code's imports",
+    add_flag_command(
+        subparsers, "dvc-yaml", run_dvc_yaml, ("--check", "only say whether dvc.yaml is current (exit 1 if not)"),
+        help="write dvc.yaml from params.yaml and the code's imports",
         description="Write dvc.yaml: a stage per dataset, lesson and ensemble, each depending on exactly the "
                     "project modules it imports. Run it after adding a lesson, dataset or ensemble to params.yaml "
                     "or changing an import; the pipeline's `check` stage says when it is due.")
-    parser.add_argument("--check", action="store_true", help="only say whether dvc.yaml is current (exit 1 if not)")
-    parser.set_defaults(run=run_dvc_yaml)
 
 
 def run_dvc_yaml(args: argparse.Namespace) -> int:
@@ -95,6 +102,32 @@ def run_dvc_yaml(args: argparse.Namespace) -> int:
         print(problem or "dvc.yaml is current")
         return 1 if problem else 0
     print(f"wrote {dvcfile.write(layout, params).name}")
+    return 0
+
+
+def add_status(subparsers: argparse._SubParsersAction) -> None:
+    add_flag_command(
+        subparsers, "status", run_status, ("--json", "stage -> reasons, as `dvc status --json` writes them"),
+        help="the stages the next `dvc repro` will rebuild, code edits included",
+        description="What `dvc status` reports, plus every stage whose code changed: a stage depends on its "
+                    "modules through a fingerprint file that the `check` stage rewrites during the build, so "
+                    "`dvc status` alone names only `check` after an edit to a module.")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    import json
+
+    from dvc.exceptions import DvcException
+
+    from lessonflow.errors import ParamsError
+    from lessonflow.status import lines, stale
+
+    try:
+        found = stale(Path.cwd())
+    except (DvcException, ParamsError) as err:
+        print(f"lessonflow status: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(found, indent=1) if args.json else "\n".join(lines(found)))
     return 0
 
 
@@ -199,7 +232,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_compare, add_history, add_dvc_yaml, add_flow, add_schedule, add_sweep]
+    add_compare, add_history, add_dvc_yaml, add_status, add_flow, add_schedule, add_sweep]
 
 
 def main(argv: list[str] | None = None) -> int:

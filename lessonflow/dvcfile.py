@@ -1,10 +1,11 @@
 """Writing ``dvc.yaml`` from params.yaml and the code's imports (``lessonflow dvc-yaml``).
 
-DVC can expand a params dict into stages (``foreach``) but not a list into a stage's deps, and each
-lesson's stages run a different set of modules. So this module writes the file: one ``foreach``
-item per dataset and lesson carrying the exact modules its stage imports (``codedeps.closure``),
-referenced by position; a shorter list repeats its last module, which DVC records twice and
-counts once. The ``check`` stage fails when the file is not what this module would write now.
+Each stage depends on exactly the modules it runs, through one fingerprint file that ``check``
+writes (``fingerprints.py``): DVC rewrites the whole lock after every stage, and one dep per stage
+instead of one per module keeps that lock small. ``foreach`` items say which dataset and lesson kind
+each stage works on, so a reader of one stage sees its fingerprint and its data. Each top-level
+section of the file is one function. The ``check`` stage fails when the file is not what this
+module would write now.
 """
 
 from __future__ import annotations
@@ -14,54 +15,43 @@ from typing import Any
 
 import yaml
 
-from lessonflow.codedeps import closure, dataset_module, kind_module
+from lessonflow import fingerprints
 from lessonflow.paths import Layout
 
 CHECK_RECORD = "results/check.json"
-VERBS = ("check", "download", "prepare", "train", "evaluate", "ensemble", "report")
 PREDICTIONS = "results/{}/eval/outputs/predictions.npz"
+LESSON_ITEMS = "lesson_stages"  # a name params.yaml does not use: DVC reads both as variables
 
 HEADER = """\
 # Written by `lessonflow dvc-yaml` from params.yaml and the imports of the code (lessonflow/dvcfile.py):
 # edit those and run it again; the `check` stage stops `dvc repro` while this file is out of date.
 #
 # One download/prepare per dataset, one train/evaluate per lesson, one stage per ensemble, a report.
-# Each stage depends on exactly the project modules it runs (`code:` of its item), its data and its
-# params. Outputs are `persist` and written atomically by the stages, so a failed or killed stage
-# leaves the previous results in place. Metrics files and per-epoch curves are small and
-# `cache: false`: git tracks them, so any clone compares commits (`dvc metrics diff`,
-# `lessonflow compare`) without building or pulling; models, prepared data and images stay in
-# DVC's cache and travel by `dvc push`/`pull`.
+# Each stage depends on its data, its params and the project modules it runs, the last through one
+# file of fingerprints/ (each module's md5, listed): `check` depends on every module and rewrites
+# those files, and only the ones whose modules changed change, so an edit rebuilds exactly the
+# stages that run it (`lessonflow status` lists them before `dvc repro`). Outputs are `persist` and
+# written atomically by the stages, so a failed or killed stage leaves the previous results in
+# place. Metrics files and per-epoch curves are small and `cache: false`: git tracks them, so any
+# clone compares commits (`dvc metrics diff`, `lessonflow compare`) without building or pulling;
+# models, prepared data and images stay in DVC's cache and travel by `dvc push`/`pull`.
 """
 
 
-def stage_code(params: Any) -> dict[str, dict[str, list[str]]]:
-    """Stage group -> item -> the modules its stage imports (the ones it loads by name included)."""
-    lessons = params.lessons
-    return {
-        # the check reads every module a stage can run, to see whether this file is still current
-        "check": {"": closure([*(f"stages.{verb}" for verb in VERBS), *map(dataset_module, params.datasets),
-                               *{kind_module(lesson.kind) for lesson in lessons.values()}])},
-        "download": {name: closure(["stages.download", dataset_module(name)]) for name in params.datasets},
-        "prepare": {name: closure(["stages.prepare", dataset_module(name)]) for name in params.datasets},
-        "train": {lid: closure(["stages.train", kind_module(lesson.kind)]) for lid, lesson in lessons.items()},
-        "evaluate": {lid: closure(["stages.evaluate", kind_module(lesson.kind)]) for lid, lesson in lessons.items()},
-        "ensemble": {"": closure(["stages.ensemble"])},
-        "report": {"": closure(["stages.report", *{kind_module(lesson.kind) for lesson in lessons.values()}])},
-    }
+def _code(name: str) -> str:
+    return fingerprints.path(name)
 
 
-def _items(code: dict[str, list[str]], extra: dict[str, dict[str, Any]] | None = None) -> tuple[dict, list[str]]:
-    """``foreach`` items padded to one length, and the ``${item.code[i]}`` deps that read them."""
-    width = max(len(modules) for modules in code.values())
-    items = {key: {**(extra or {}).get(key, {}), "code": modules + modules[-1:] * (width - len(modules))}
-             for key, modules in code.items()}
-    return items, [f"${{item.code[{index}]}}" for index in range(width)]
+def variables(params: Any) -> list[dict[str, Any]]:
+    """The ``vars:`` section: each lesson's dataset and kind, which its train and evaluate stages read."""
+    return [{LESSON_ITEMS: {lid: {"dataset": lesson.dataset, "kind": lesson.kind}
+                            for lid, lesson in params.lessons.items()}}]
 
 
-def _lesson_group(verb: str, code: dict[str, list[str]], params: Any) -> dict[str, Any]:
-    items, code_deps = _items(code, {lid: {"dataset": lesson.dataset} for lid, lesson in params.lessons.items()})
-    deps = [*code_deps, "data/prepared/${item.dataset}.pt"]
+def _lesson_stage(verb: str) -> dict[str, Any]:
+    """``train`` or ``evaluate``: one stage per lesson (``vars``), with its lesson's data and kind of code."""
+    items = f"${{{LESSON_ITEMS}}}"
+    deps = [_code(f"{verb}-${{item.kind}}"), "data/prepared/${item.dataset}.pt"]
     if verb == "train":
         return {"foreach": items, "do": {
             "cmd": "python -m stages.train ${key}", "deps": deps, "params": ["device", "lessons.${key}"],
@@ -81,37 +71,51 @@ def _lesson_group(verb: str, code: dict[str, list[str]], params: Any) -> dict[st
     }}
 
 
-def pipeline(params: Any) -> dict[str, Any]:
-    """The stages of dvc.yaml, as DVC reads them."""
-    code = stage_code(params)
-    downloads, download_deps = _items(code["download"])
-    prepares, prepare_deps = _items(code["prepare"])
-    stages: dict[str, Any] = {
-        "check": {"cmd": "python -m stages.check", "deps": code["check"][""], "params": [{"params.yaml": None}],
-                  "outs": [{CHECK_RECORD: {"persist": True, "cache": False}}]},
-        "download": {"foreach": downloads, "do": {
-            "cmd": "python -m stages.download ${key}", "deps": [*download_deps, CHECK_RECORD],
-            "params": ["profile", "datasets.${key}"], "outs": [{"data/raw/${key}": {"persist": True}}]}},
-        "prepare": {"foreach": prepares, "do": {
-            "cmd": "python -m stages.prepare ${key}", "deps": [*prepare_deps, "data/raw/${key}"],
-            "params": ["datasets.${key}"], "outs": [{"data/prepared/${key}.pt": {"persist": True}}]}},
-        "train": _lesson_group("train", code["train"], params),
-        "evaluate": _lesson_group("evaluate", code["evaluate"], params),
+def _dataset_stage(verb: str, params: Any) -> dict[str, Any]:
+    """``download`` or ``prepare``: one stage per dataset."""
+    if verb == "download":
+        body = {"cmd": "python -m stages.download ${item}", "deps": [_code("download-${item}")],
+                "params": ["profile", "datasets.${item}"], "outs": [{"data/raw/${item}": {"persist": True}}]}
+    else:
+        body = {"cmd": "python -m stages.prepare ${item}", "deps": [_code("prepare-${item}"), "data/raw/${item}"],
+                "params": ["datasets.${item}"], "outs": [{"data/prepared/${item}.pt": {"persist": True}}]}
+    return {"foreach": list(params.datasets), "do": body}
+
+
+def _ensemble_stage(name: str, members: list[str]) -> dict[str, Any]:
+    root = f"results/ensemble-{name}"
+    return {
+        "cmd": f"python -m stages.ensemble {name}",
+        "deps": [_code("ensemble"), *(PREDICTIONS.format(member) for member in members)],
+        "params": [f"ensembles.{name}"], "outs": [{f"{root}/outputs": {"persist": True}}],
+        "metrics": [{f"{root}/metrics.json": {"persist": True, "cache": False}}],
+        "plots": [{f"{root}/plots/images": {"persist": True}},
+                  {f"{root}/plots/sklearn/confusion_matrix.json": {
+                      "persist": True, "template": "confusion", "x": "actual", "y": "predicted"}}],
+    }
+
+
+def stages(params: Any) -> dict[str, Any]:
+    """The ``stages:`` section."""
+    found: dict[str, Any] = {
+        "check": {"cmd": "python -m stages.check", "deps": ["params.yaml", *fingerprints.check_modules(params)],
+                  "outs": [{CHECK_RECORD: {"persist": True, "cache": False}},
+                           {fingerprints.FOLDER: {"persist": True, "cache": False}}]},
+        "download": _dataset_stage("download", params),
+        "prepare": _dataset_stage("prepare", params),
+        "train": _lesson_stage("train"),
+        "evaluate": _lesson_stage("evaluate"),
     }
     for name, group in params.ensembles.items():
-        root = f"results/ensemble-{name}"
-        stages[f"ensemble-{name}"] = {
-            "cmd": f"python -m stages.ensemble {name}",
-            "deps": [*code["ensemble"][""], *(PREDICTIONS.format(member) for member in group.members)],
-            "params": [f"ensembles.{name}"], "outs": [{f"{root}/outputs": {"persist": True}}],
-            "metrics": [{f"{root}/metrics.json": {"persist": True, "cache": False}}],
-            "plots": [{f"{root}/plots/images": {"persist": True}},
-                      {f"{root}/plots/sklearn/confusion_matrix.json": {
-                          "persist": True, "template": "confusion", "x": "actual", "y": "predicted"}}],
-        }
-    stages["report"] = {"cmd": "python -m stages.report", "deps": [*code["report"][""], "results"],
-                        "params": ["profile", "lessons", "ensembles"], "outs": ["reports"]}
-    return {"stages": stages}
+        found[f"ensemble-{name}"] = _ensemble_stage(name, group.members)
+    found["report"] = {"cmd": "python -m stages.report", "deps": [_code("report"), "results"],
+                       "outs": [{"reports": {"persist": True}}]}
+    return found
+
+
+def pipeline(params: Any) -> dict[str, Any]:
+    """Every top-level section of dvc.yaml, as DVC reads them: a new section is one more entry here."""
+    return {"vars": variables(params), "stages": stages(params)}
 
 
 def render(params: Any) -> str:

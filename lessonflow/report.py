@@ -9,6 +9,7 @@ the Markdown links copies of them in ``reports/images/``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import shutil
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from lessonflow.compare import TOLERANCE, Comparison, compare, headline, read_me
 from lessonflow.compare import headers as change_headers
 from lessonflow.compare import rows as change_rows
 from lessonflow.ensemble import table_rows
+from lessonflow import figures
 from lessonflow.figures import plt, training_curves
 from lessonflow.history import history
 from lessonflow.paths import PLOTS, Layout
@@ -30,6 +32,7 @@ from lessonflow.paths import PLOTS, Layout
 # A lesson that logs an image per epoch (a GAN's samples) shows its first and last ones only.
 FIRST_IMAGES, LAST_IMAGES = 2, 6
 IMAGES = "images"
+CURVES, CURVES_KEY = "curves.png", "curves.key"
 
 
 @dataclass
@@ -77,6 +80,35 @@ def read_curves(lesson_dir: Path) -> dict[str, dict[str, tuple[list[float], list
     return panels
 
 
+def curves_key(lesson_id: str, lesson_dir: Path) -> str:
+    """What a lesson's curve figure is drawn from: its curve files and the code and matplotlib that draw it."""
+    digest = hashlib.md5(f"{lesson_id} matplotlib {figures.matplotlib.__version__}".encode())
+    for source in (Path(__file__), Path(figures.__file__)):
+        digest.update(source.read_bytes())
+    for tsv in sorted(lesson_dir.glob(f"*/{PLOTS}/metrics/**/*.tsv")):
+        digest.update(tsv.relative_to(lesson_dir).as_posix().encode() + b"\0" + tsv.read_bytes())
+    return digest.hexdigest()
+
+
+def draw_curves(lesson_id: str, lesson_dir: Path, target: Path, previous: Path) -> Path | None:
+    """Draw the per-epoch curves, or copy the last report's figure when it was drawn from the same inputs:
+    drawing every lesson's is most of the report's own time, and an edit changes one lesson's."""
+    key = curves_key(lesson_id, lesson_dir)
+    drawn = target / CURVES
+    if (previous / CURVES).is_file() and (previous / CURVES_KEY).is_file() and (previous / CURVES_KEY).read_text() == key:
+        if (previous / CURVES).resolve() != drawn.resolve():
+            shutil.copyfile(previous / CURVES, drawn)
+    else:
+        panels = read_curves(lesson_dir)
+        if not panels:
+            return None
+        figure = training_curves(panels, f"{lesson_id}: per-epoch curves")
+        figure.savefig(drawn)
+        plt.close(figure)
+    (target / CURVES_KEY).write_text(key)
+    return drawn
+
+
 def collect_lesson(lesson_id: str, lesson: Any, layout: Layout, images_dir: Path) -> LessonResult:
     """Read one lesson's results and copy (or draw) its pictures into ``images_dir``."""
     metrics = read_metrics(layout.eval_log(lesson_id) / "metrics.json")
@@ -87,12 +119,9 @@ def collect_lesson(lesson_id: str, lesson: Any, layout: Layout, images_dir: Path
     lesson_dir = layout.results / lesson_id
     target = images_dir / lesson_id
     target.mkdir(parents=True, exist_ok=True)
-    panels = read_curves(lesson_dir)
-    if panels:
-        figure = training_curves(panels, f"{lesson_id}: per-epoch curves")
-        figure.savefig(target / "curves.png")
-        plt.close(figure)
-        result.images.append(target / "curves.png")
+    curves = draw_curves(lesson_id, lesson_dir, target, layout.reports / IMAGES / lesson_id)
+    if curves:
+        result.images.append(curves)
     logged = sorted(lesson_dir.rglob("*.png"))
     if len(logged) > FIRST_IMAGES + LAST_IMAGES:
         result.images_left_out = len(logged) - FIRST_IMAGES - LAST_IMAGES

@@ -1,14 +1,15 @@
 """``check``: every entry of params.yaml valid and dvc.yaml current, before any other stage runs.
 
 Each stage validates the entry it works on; this one validates all of them, so a typo in any
-lesson stops ``dvc repro`` before a download starts. Its record never changes, so a rerun (any
-params edit) rebuilds nothing after it.
+lesson stops ``dvc repro`` before a download starts. Then it writes the code fingerprints every
+other stage depends on (``lessonflow/fingerprints.py``). Its record never changes and a
+fingerprint only when its modules (or the report's params) do, so a rerun rebuilds nothing else.
 """
 
 import json
 import sys
 
-from lessonflow import dvcfile
+from lessonflow import dvcfile, fingerprints
 from lessonflow.atomic import atomic_path
 from lessonflow.errors import ParamsError
 from lessonflow.params import Params, load_params
@@ -30,6 +31,7 @@ def main() -> None:
     except USER_ERRORS as err:
         print(f"check failed: {err}", file=sys.stderr)
         sys.exit(1)
+    fingerprints.write(layout, params)
     with atomic_path(layout.root / dvcfile.CHECK_RECORD) as tmp:
         tmp.write_text(json.dumps({"params": "valid", "dvc.yaml": "current"}, indent=2) + "\n")
     print(f"check: {len(params.lessons)} lessons, {len(params.datasets)} datasets valid; dvc.yaml current")

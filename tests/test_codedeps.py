@@ -4,7 +4,9 @@ The truth is taken from the running code, not from dvc.yaml: every stage's start
 the params loading that imports its lesson's kind or its dataset) is run in a forked child of one
 interpreter that has the libraries loaded, and the project modules it imported are read off
 ``sys.modules``. Then a real DVC lock of the whole pipeline (outputs stand-ins, ``dvc commit``) shows
-which stages ``dvc status`` calls changed after each module is edited.
+which stages ``lessonflow status`` says the next ``dvc repro`` rebuilds after each module is edited, and
+for two modules that DVC itself finds exactly those stages changed once ``check`` has rewritten the
+fingerprint files they depend on.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, commit_all, copy_project, dvc, project_env
+from conftest import BIN, ROOT, commit_all, copy_project, dvc, project_env, run
 
+from lessonflow import fingerprints
 from lessonflow.codedeps import LAUNCH_ONLY
+from lessonflow.params import load_params
 
 SECTION = {"train": "lessons", "evaluate": "lessons", "download": "datasets", "prepare": "datasets",
            "ensemble": "ensembles"}
@@ -56,16 +60,20 @@ print(json.dumps(traced))
 
 
 def resolved_stages(repo: Path) -> dict[str, dict]:
-    """Every stage as DVC resolves dvc.yaml: its command's verb and key, and its deps that are project modules."""
+    """Every stage as DVC resolves dvc.yaml: its command's verb and key, and the project modules it depends on,
+    directly or through the fingerprint file ``check`` writes for it."""
     script = ("import json; from dvc.repo import Repo; print(json.dumps({s.addressing: [s.cmd, [d.def_path for d in "
               "s.deps], [o.def_path for o in s.outs]] for s in Repo('.').index.stages}))")
     listed = json.loads(subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True,
                                        check=True, env=project_env()).stdout)
+    fingerprinted = {fingerprints.path(name): set(modules)
+                     for name, modules in fingerprints.groups(load_params(repo / "params.yaml"), repo).items()}
     stages = {}
     for name, (cmd, deps, outs) in listed.items():
         verb, _, key = cmd.removeprefix("python -m stages.").partition(" ")
         stages[name] = {"verb": verb, "key": key, "outs": outs, "deps": deps,
-                        "code": {dep for dep in deps if dep.endswith(".py")}}
+                        "code": {dep for dep in deps if dep.endswith(".py")}.union(
+                            *(fingerprinted[dep] for dep in deps if dep in fingerprinted))}
     return stages
 
 
@@ -128,10 +136,12 @@ def test_dvc_yaml_is_what_lessonflow_dvc_yaml_writes():
 
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory, project_stages) -> Path:
-    """The whole pipeline in a real DVC lock: stand-ins for every output, recorded by `dvc commit`."""
+    """The whole pipeline in a real DVC lock: the real `check`'s outputs (the fingerprints), stand-ins for
+    every other output, recorded by `dvc commit`."""
     repo = copy_project(tmp_path_factory.mktemp("locked"))
-    for stage in project_stages.values():
-        for out in stage["outs"]:
+    run(repo, sys.executable, "-m", "stages.check", env=project_env(LESSONFLOW_WARM="off"))
+    for name, stage in project_stages.items():
+        for out in stage["outs"] if name != "check" else ():
             path = repo / out
             if path.suffix:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,15 +159,39 @@ def locked(tmp_path_factory, project_stages) -> Path:
     return repo
 
 
-@pytest.mark.long  # one `dvc status` per module: minutes
+def lessonflow_status(repo: Path) -> dict:
+    return json.loads(run(repo, str(BIN / "lessonflow"), "status", "--json", env=project_env()).stdout)
+
+
+@pytest.mark.long  # one `lessonflow status` per module: minutes
 @pytest.mark.parametrize("module", MODULES)
 def test_editing_a_module_changes_exactly_the_stages_that_import_it(locked, imports, module):
     path = locked / module
     original = path.read_text()
     path.write_text(original + "# edited\n")
     try:
-        status = json.loads(dvc(locked, "status", "--json", env=project_env()).stdout)
+        status = lessonflow_status(locked)
     finally:
         path.write_text(original)
     expected = {name for name, files in imports.items() if module in files}
     assert set(status) == expected | ({"check"} if expected else set())
+
+
+@pytest.mark.long  # a real `check` run and three status reads per module
+@pytest.mark.parametrize("module", ["lessonflow/accel.py", "lessonflow/scratch/framework.py"])
+def test_after_check_rewrites_the_fingerprints_dvc_itself_finds_exactly_the_stages_lessonflow_status_named(
+        locked, imports, module):
+    path = locked / module
+    path.write_text(path.read_text() + "# edited\n")
+    try:
+        assert set(json.loads(dvc(locked, "status", "--json", env=project_env()).stdout)) == {"check"}
+        predicted = set(lessonflow_status(locked))
+        dvc(locked, "repro", "--single-item", "check", env=project_env())
+        after = set(json.loads(dvc(locked, "status", "--json", env=project_env()).stdout))
+    finally:
+        run(locked, "git", "checkout", "--", ".")
+    expected = {name for name, files in imports.items() if module in files}
+    assert predicted == expected | {"check"}
+    assert after == expected - {"check"}  # check has run
+    assert {"train@mnist-cnn"} <= after if module.endswith("accel.py") else (
+        "train@boston-mini-framework" in after and "train@mnist-cnn" not in after)

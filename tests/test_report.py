@@ -156,6 +156,34 @@ def test_a_lesson_of_an_unseen_kind_gets_its_result_curves_and_pictures(tmp_path
     assert render_html(report).count("<img ") == 2
 
 
+def log_losses(layout: Layout, lesson: str, losses: list[float]) -> None:
+    with Live(dir=str(layout.train_log(lesson)), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        for loss in losses:
+            live.log_metric("train/loss", loss)
+            live.next_step()
+
+
+def test_the_report_redraws_only_the_curves_whose_data_changed(tmp_path, monkeypatch):
+    layout = Layout(tmp_path)
+    lesson = SimpleNamespace(kind="classifier", dataset="mnist", reference="", reference_accuracy=None,
+                             beyond_tutorial=False)
+    for lesson_id in ("kept", "edited"):
+        log_losses(layout, lesson_id, [0.3, 0.1])
+        collect_lesson(lesson_id, lesson, layout, layout.reports / "images")  # the last report
+    before = {lesson_id: (layout.reports / "images" / lesson_id / "curves.png").read_bytes()
+              for lesson_id in ("kept", "edited")}
+    log_losses(layout, "edited", [0.3, 0.2, 0.1])
+    import lessonflow.report
+
+    drawn = []
+    real = lessonflow.report.training_curves
+    monkeypatch.setattr(lessonflow.report, "training_curves", lambda panels, title: drawn.append(title) or real(panels, title))
+    after = {lesson_id: collect_lesson(lesson_id, lesson, layout, tmp_path / "next").images[0].read_bytes()
+             for lesson_id in ("kept", "edited")}
+    assert drawn == ["edited: per-epoch curves"]
+    assert after["kept"] == before["kept"] and after["edited"] != before["edited"]
+
+
 def test_compare_table_marks_new_and_removed_lessons_and_a_changed_data_source():
     changes = [Change("a", "test_accuracy", None, 0.9), Change("b", "test_accuracy", 0.8, None),
                Change("c", "test_accuracy", 0.9, 0.95, "data source changed: embedded → mirror")]

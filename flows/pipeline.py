@@ -47,6 +47,22 @@ class PipelineFailed(RuntimeError):
         self.failures = {result.stage: result.error for result in failed}
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What one run was asked to do: the flow's parameters and the stage time limit, read once."""
+
+    project: Path
+    targets: tuple[str, ...] = ()
+    profile: str | None = None
+    force: bool = False
+    max_parallel: int = 2
+    refresh_sources: bool = False
+    remote: bool = False
+    push: bool = False
+    record: bool = True
+    timeout_s: float | None = None
+
+
 @dataclass(repr=False)
 class StageRun:
     """How one stage ended in this run: ran, restored (from DVC's run-cache), skipped, failed or blocked.
@@ -165,32 +181,32 @@ def pipeline(targets: list[str] | None = None, profile: Literal["embedded", "ful
     settings = load_orchestration(project / "params.yaml")
     with checkout.hold(project, _run_name(), logger.info):
         lifeline.watch(functools.partial(_abandon, logger, FlowRunContext.get().flow_run.id))
-        return _pipeline(project, targets, profile, force, max_parallel, refresh_sources, remote, push, record,
-                         settings.stage_timeout_minutes * 60)
+        return _pipeline(RunOptions(project, tuple(targets or ()), profile, force, max_parallel, refresh_sources,
+                                    remote, push, record, settings.stage_timeout_minutes * 60))
 
 
-def _pipeline(project: Path, targets, profile, force, max_parallel, refresh_sources, remote, push, record,
-              timeout_s: float) -> list[StageRun]:
+def _pipeline(options: RunOptions) -> list[StageRun]:
     logger = get_run_logger()
-    if profile is not None:
-        _set_profile(project, profile, logger)
-    plan = dvc_stages.plan(project, targets)
-    forced = set(plan.order) if force else set()
-    if refresh_sources:
+    project = options.project
+    if options.profile is not None:
+        _set_profile(project, options.profile, logger)
+    plan = dvc_stages.plan(project, list(options.targets) or None)
+    forced = set(plan.order) if options.force else set()
+    if options.refresh_sources:
         forced |= dvc_stages.live_download_stages(project, plan.order)
     logger.info("%d stage(s) selected, %d stale%s", len(plan.order), len(plan.stale),
                 f", forced: {', '.join(sorted(forced))}" if forced else "")
-    results = _execute(plan, forced, project, max_parallel, remote, timeout_s)
+    results = _execute(plan, forced, options)
     artifacts.stage_summary(project, results)
     artifacts.results_table(project, results)
     built = [result.stage for result in results if result.status not in ("failed", "blocked")]
     changed = [result.stage for result in results if result.changed]
     failed = [result for result in results if result.status == "failed"]
-    if record and changed and not failed:  # a failed run's workspace holds what broke it: not a result to keep
+    if options.record and changed and not failed:  # a failed run's workspace holds what broke it: not a result to keep
         logger.info("recorded as experiment %s", dvc_stages.save_experiment(project, changed, _run_name(), logger.info))
-    elif record and failed:
+    elif options.record and failed:
         logger.info("not recorded as an experiment: %d stage(s) failed", len(failed))
-    if push and built:
+    if options.push and built:
         dvc_stages.dvc_until_unlocked(project, ["push", *built], dvc_stages.stage_env(1), logger.info)
     if failed:
         error = PipelineFailed(failed)
@@ -198,9 +214,9 @@ def _pipeline(project: Path, targets, profile, force, max_parallel, refresh_sour
     return results
 
 
-def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, remote: bool,
-             timeout_s: float) -> list[StageRun]:
+def _execute(plan: Plan, forced: set[str], options: RunOptions) -> list[StageRun]:
     """Submit each stage once its upstream stages are done, at most ``max_parallel`` at a time."""
+    project, max_parallel, remote = options.project, options.max_parallel, options.remote
     results: dict[str, StageRun] = {}
     running: dict = {}
     waiting = list(plan.order)
@@ -225,7 +241,7 @@ def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, rem
                     outputs = dvc_stages.git_tracked_outputs(project, list(ancestors))
                 future = _stage_task(stage).submit(stage, str(project), stage in forced, max_parallel,
                                                    gpus[slot % len(gpus)] if gpus else None, entries, outputs,
-                                                   timeout_s)
+                                                   options.timeout_s)
                 running[future] = (stage, slot, time.time())
             else:
                 continue
@@ -237,7 +253,8 @@ def _execute(plan: Plan, forced: set[str], project: Path, max_parallel: int, rem
             results[stage] = _outcome(future, stage, submitted, project, remote)
             if results[stage].status == "failed":  # at once: the run may go on for hours with other stages
                 notify.report_run(FlowRunContext.get().flow_run, "Failed", {stage: results[stage].error},
-                                  "stages that do not depend on it go on; the run will end failed")
+                                  f"{stage} failed: {results[stage].cause}\n"
+                                  "Stages that do not depend on it go on; the run will end failed.")
         elif waiting:
             raise RuntimeError(f"stages wait on stages outside the plan: {waiting}")  # a bug, not a user error
     return [results[stage] for stage in plan.order]

@@ -1,18 +1,11 @@
 """A fast CIFAR-10 recipe after airbench94 (Keller Jordan, github.com/KellerJordan/cifar10-airbench).
 
-Beyond the tutorial: the tutorial's ResNet (``cifar-resnet``) needs 80 GPU epochs; this recipe
-trains the ``airbench`` net of ``lessonflow.zoo`` in a few epochs, which is what makes CIFAR-10
-feasible on a 2-core CPU. Its parts, each from airbench94:
-
-* a first layer set (not learned) from the whitening of 2x2 training patches;
-* batch norm with a frozen scale; a 64x learning rate for the batch-norm shifts;
-* label smoothing 0.2, Nesterov SGD with a linear warm-up then decay, per step;
-* Lookahead: every 5 steps the weights are pulled to an exponential average of themselves;
-* flip + translate (reflect-padded 2 px) of the training batches only, made on whole batches;
-* test-time averaging over the flipped image (and 1-pixel translations at ``tta: 2``).
-
-Training runs through ``training.run_epochs``, the loop every lesson shares, so the run
-checkpoints and resumes like every other lesson.
+Beyond the tutorial, whose ResNet needs 80 GPU epochs: the ``airbench`` net of ``lessonflow.zoo``
+in a few epochs, what makes CIFAR-10 feasible on a small CPU. From airbench94: a fixed first layer
+whitening 2x2 patches, batch norm with a frozen scale and boosted shift learning rate, label
+smoothing, Nesterov SGD with warm-up and decay per step, Lookahead, flip + translate of the training
+batches only, and test-time averaging over flips (and 1-pixel shifts at ``tta: 2``). It trains
+through ``training.run_epochs``, so it checkpoints and resumes like every other lesson.
 """
 
 from __future__ import annotations

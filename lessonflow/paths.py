@@ -1,7 +1,7 @@
-"""Where every stage reads and writes. The one place that knows the project layout.
+"""Where every stage reads and writes: the one place that knows the project layout.
 
-``dvc.yaml`` spells out the same paths for DVC; ``tests/test_layout.py`` keeps the two in step.
-Library functions take paths as arguments; only stages call this module.
+``lessonflow/dvcfile.py`` writes the same paths into ``dvc.yaml``. Library functions that compute
+take paths as arguments; the stages, the report and the command line find their files here.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Thin DVC stage entry points: ``python -m stages.<verb> <id>``.
 
-Each stage validates ``params.yaml`` first (its shape, and in full the entry it works on; the
-``check`` stage before it checked every entry), then calls one library function. Errors a user
-can fix (bad params, missing or corrupt data) are printed as one readable message with exit
-status 1 instead of a traceback.
-
-``python -m stages.<verb>`` imports this package before the stage module, so its first lines
-stop a run by an interpreter that lacks the project's packages (one line says which Python
-ran it and how to get the right one), then hand the run to the warm server
-(``lessonflow/warm.py``), which has torch and the plotting libraries imported already, before
-anything below imports them; they come back here only when the stage is to run in this
-process after all.
+Each stage checks ``params.yaml`` (in full for the entry it works on) before any work, and prints an
+error a user can fix (bad params, missing or corrupt data) as one line with exit status 1, not a
+traceback. ``python -m stages.<verb>`` imports this package first, so its first lines can stop an
+interpreter that lacks the project's packages, with one line saying how to get the right one, and
+hand the run to the warm server (``lessonflow/warm.py``) before anything below imports torch.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``ensemble-<name>``: combine the members' saved class probabilities (see ``lessonflow/ensemble.py``).
 
-DVC cannot expand a params list into ``deps``, so dvc.yaml spells out each ensemble's
-members' prediction files; this stage refuses to run when they disagree with
-``ensembles.<name>.members``, so a member change can never go unnoticed by DVC.
+DVC cannot expand a params list into ``deps``, so ``lessonflow dvc-yaml`` writes each ensemble's
+members' prediction files into dvc.yaml; this stage refuses to run when they disagree with
+``ensembles.<name>.members`` (run ``lessonflow dvc-yaml`` after editing the members).
 """
 
 from pathlib import Path
@@ -23,12 +23,12 @@ def check_declared(root: Path, name: str, members: list[str]) -> None:
     stage = f"ensemble-{name}"
     stages = yaml.load((root / "dvc.yaml").read_text(), Loader=SAFE_LOADER).get("stages", {})
     if stage not in stages:
-        raise ParamsError(f"ensembles.{name}: dvc.yaml has no stage {stage!r}; add one like ensemble-mnist")
+        raise ParamsError(f"ensembles.{name}: dvc.yaml has no stage {stage!r}; run `lessonflow dvc-yaml`")
     declared = {dep.removeprefix("results/").removesuffix(PREDICTIONS_SUFFIX)
                 for dep in stages[stage].get("deps", []) if dep.endswith(PREDICTIONS_SUFFIX)}
     if declared != set(members):
         raise ParamsError(f"ensembles.{name}.members {sorted(members)} differ from the prediction files that "
-                          f"dvc.yaml stage {stage!r} depends on {sorted(declared)}: list the same lessons in both")
+                          f"dvc.yaml stage {stage!r} depends on {sorted(declared)}: run `lessonflow dvc-yaml`")
 
 
 def ensemble(name, params, layout):

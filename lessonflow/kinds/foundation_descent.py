@@ -1,18 +1,11 @@
 """The ``foundation_descent`` lesson kind: gradient descent written out (``gradient-descent``, ``autograd-basics``).
 
-The seeds fit y = w·x (and, as homework, y = w1·x² + w2·x + b) to three points by
-updating the parameters themselves: the whole batch per step (``batch``) or one
-point per step in order (``sample``, the seeds' "stochastic" variant), with the
-gradient either derived by hand or taken from torch autograd. Both models are
-linear in their parameters θ over features φ(x), so one hand-written gradient,
-2/N · φᵀ(φθ − y), serves both, and the lesson can show that autograd agrees.
-
-``grad_check`` reproduces 000's first autograd example: the gradient of ½Σx² at the
-points of a set is x itself. Everything runs on the CPU whatever ``device`` says:
-a few scalars gain nothing from an accelerator, and the metrics say ``cpu``.
-
-Metrics hold each run (``<model>_<mode>``) under its name, and the first run's numbers
-again at the top level (``headline_run`` names it), where reports look for ``final_loss``.
+The seeds fit y = w·x (and y = w1·x² + w2·x + b) to three points, per whole batch or per point
+(their "stochastic" variant), with a hand-derived gradient or torch autograd. Both models are linear
+in θ over features φ(x), so one hand-written gradient, 2/N · φᵀ(φθ − y), serves both and the lesson
+shows that autograd agrees; ``grad_check`` is 000's first autograd example (∇½Σx² = x). It runs on
+the CPU whatever ``device`` says, as a few scalars gain nothing from an accelerator. The first run's
+numbers are repeated at the top level (``headline_run``), where reports look for ``final_loss``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """The ``foundation_linear`` lesson kind: ``nn.Linear(1, 1)`` fitted by torch optimisers on a point set.
 
-``linreg-car-prices``, ``linreg-optimizers`` and ``logistic-hours`` are the same
-program in the seeds: one linear unit, full-batch steps, MSE (or, with a sigmoid
-output, binary cross-entropy), only the data, optimiser and settings differ.
-
-Every optimiser in ``optimizers`` trains its own fresh copy of one seeded initial
-``nn.Linear``: seed 003 F instead ran SGD, Rprop and Adamax one after another on a
-single model object, so each curve started where the previous optimiser stopped and
-the comparison meant nothing. The initial weights are saved beside the fitted ones.
-
-Metrics hold each optimiser's fit under its name, and the first optimiser's numbers
-again at the top level (``headline_run`` names it), where reports look for ``final_loss``.
+``linreg-car-prices``, ``linreg-optimizers`` and ``logistic-hours`` are one program in the seeds:
+one linear unit, full-batch steps, MSE (or binary cross-entropy with a sigmoid output). Every
+optimiser trains its own fresh copy of one seeded initial unit, because seed 003 F ran them one
+after another on a single model, so each curve started where the previous stopped. The first
+optimiser's numbers are repeated at the top level (``headline_run``), where reports look for them.
 """
 
 from __future__ import annotations

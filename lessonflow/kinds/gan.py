@@ -1,12 +1,10 @@
 """The ``gan`` lesson kind (001 §11): a generator and a discriminator trained against each other.
 
-A GAN's losses do not say whether its digits look like digits, so the train stage also
-trains a *judge*, an ordinary classifier on the real training split (its settings under
-``judge:``; its own test accuracy is reported so its verdict can be trusted). The judge
-then rates a fixed batch of generated digits: the mean of its highest class probability
-(how digit-like they are) and the share of each class (how varied: a collapsed generator
-draws one digit). Training the judge here, not reading another lesson's model, keeps the
-lesson's DVC stages depending on its own params and code only.
+A GAN's losses do not say whether its digits look like digits, so training also fits a *judge*, an
+ordinary classifier on the real training split (``judge:``; its own test accuracy is reported), which
+rates a fixed batch of generated digits: how digit-like (mean top probability) and how varied (the
+share of each class: a collapsed generator draws one digit). Training the judge here, rather than
+reading another lesson's model, keeps the lesson's stages depending on its own params and code only.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """The ``mini_framework`` lesson kind: seed 004 days 2-3, the home-made autograd engine on Boston housing.
 
-The network of the seed's ``MyFrame.py`` (13 → 10 sigmoid → 1, MSE, SGD lr 1e-2,
-batch 16, randn weights, zero biases) is trained twice from the *same* initial weights
-on the *same* batches: once with :mod:`lessonflow.scratch.framework`, once as the
-equivalent ``torch.nn.Sequential``. Both run in float64, so their held-out MSE should
-agree closely; the wall times show what the framework overhead costs.
-
-Fixes of the seed: features are standardised with the training split's mean and std
-(the seed used the whole data set), each epoch visits every training row once in a
-seeded random order (the seed drew bootstrap samples for its own engine but fed
-PyTorch zero batches per epoch), and the score is the test MSE (the seed's "score" summed
-a broadcast (102, 102) matrix of differences).
+The seed's network (13 → 10 sigmoid → 1, MSE, SGD) is trained twice from the *same* weights on the
+*same* batches, with :mod:`lessonflow.scratch.framework` and as the equivalent ``torch.nn.Sequential``,
+both in float64, so their test MSE should agree and their wall times show the engine's overhead.
+Fixed from the seed: features standardised on the training split only, every row once per epoch in a
+seeded order (the seed fed PyTorch empty batches), and a real test MSE (the seed's summed a broadcast
+matrix of differences).
 """
 
 from __future__ import annotations

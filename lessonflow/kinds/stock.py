@@ -1,21 +1,11 @@
 """The ``stock`` lesson kind: next-day close or up/down from a window of past days (001 §13).
 
-The seed trained on 100 rows and reported its training loss. Here every model is
-judged on a later test period it never saw, beside the forecast any model must beat:
-*persistence* (tomorrow closes where today closed) for prices and *always up* for
-the direction. The metrics say in plain words whether it did (``beats_persistence``,
-``beats_always_up``, ``verdict``); on daily index prices it usually does not.
-
-A price model outputs tomorrow's *change* from today's close (in units of the train
-days' typical change), and its forecast is today's close plus that change. Fed price
-levels scaled on the train days, a network cannot output levels it never saw, and the
-test years trade above every train day (an LSTM's saturating gates make that plain);
-anchored at today's close, its error stays the size of a daily move, and what it adds
-over persistence is exactly what is measured.
-
-The loss follows the target: MSE on the scaled change, binary cross-entropy (on logits)
-for up/down, where the seed used MSE on a 0/1 label. The weights kept are those of the
-epoch with the lowest validation loss, so the test period plays no part in choosing them.
+The seed reported its training loss on 100 rows; here every model is judged on a later test period
+beside the forecast it must beat, *persistence* for prices and *always up* for direction, and the
+metrics say whether it did. A price model outputs tomorrow's change from today's close: fed scaled
+levels, a network cannot output levels above every train day, as the test years are. The loss
+follows the target (MSE on the change, cross-entropy on logits for up/down, where the seed used MSE
+on 0/1), and the weights kept are the lowest-validation-loss epoch's, so the test period chooses nothing.
 """
 
 from __future__ import annotations

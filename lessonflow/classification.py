@@ -72,7 +72,8 @@ def fit(run: LessonRun, trainer: Trainer, train_split: TrainSplit = "train", **s
         torch.save(model.cpu().state_dict(), tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, history.epochs, CURVES if "x_val" in data else TRAIN_CURVES)
-        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
+        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed,
+                                        layout.model(run.lesson_id), model),
                             epochs=len(history.epochs), train_samples=len(data["y_train"]), train_split=train_split,
                             **summary)
 

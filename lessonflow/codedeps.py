@@ -4,7 +4,9 @@ A stage's code deps in dvc.yaml are the closure of its entry module's imports pl
 loads by name (its lesson's kind, its dataset), read from the source: an edit to a module then
 rebuilds exactly the stages that run it. Imports inside functions count too (they run when the
 function does). ``LAUNCH_ONLY`` modules decide *where* a stage runs (the warm server, the
-interpreter check) and never what it computes, so they are nobody's dep.
+interpreter check) and never what it computes, so they are nobody's dep. ``USERS_ONLY`` modules are
+the package's face to a person's own Python (``lessonflow.load``): no stage calls them, so they are neither
+deps nor followed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("lessonflow", "stages")
 LAUNCH_ONLY = frozenset({"lessonflow/warm.py", "lessonflow/interpreter.py"})
+USERS_ONLY = frozenset({"lessonflow/__init__.py"})
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:
@@ -55,7 +58,7 @@ def closure(entries: list[str], root: Path = ROOT) -> list[str]:
     todo = [package for entry in entries for package in with_packages(entry)]
     while todo:
         path = module_file(todo.pop(), root)
-        if path is None or path in seen:
+        if path is None or path in seen or path.relative_to(root).as_posix() in USERS_ONLY:
             continue
         seen.add(path)
         for name in imported_modules(path):

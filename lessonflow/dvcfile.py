@@ -16,6 +16,7 @@ import yaml
 
 from lessonflow.codedeps import closure, dataset_module, kind_module
 from lessonflow.paths import Layout
+from lessonflow.registry import artifacts
 
 CHECK_RECORD = "results/check.json"
 VERBS = ("check", "download", "prepare", "train", "evaluate", "ensemble", "report")
@@ -111,8 +112,14 @@ def pipeline(params: Any) -> dict[str, Any]:
     return {"stages": stages}
 
 
+def model_registry(params: Any) -> dict[str, Any]:
+    """The ``artifacts:`` section (lessonflow/registry.py): each torch model by name, for ``dvc artifacts get``."""
+    return {"artifacts": artifacts(params)}
+
+
 def render(params: Any) -> str:
-    return HEADER + yaml.safe_dump(pipeline(params), sort_keys=False, width=110, default_flow_style=None)
+    return HEADER + yaml.safe_dump({**pipeline(params), **model_registry(params)}, sort_keys=False, width=110,
+                                   default_flow_style=None)
 
 
 def stale(layout: Layout, params: Any) -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, commit_all, copy_project, dvc, project_env
 
-from lessonflow.codedeps import LAUNCH_ONLY
+from lessonflow.codedeps import LAUNCH_ONLY, USERS_ONLY
 
 SECTION = {"train": "lessons", "evaluate": "lessons", "download": "datasets", "prepare": "datasets",
            "ensemble": "ensembles"}
@@ -73,7 +73,7 @@ def traced_imports(repo: Path, stages: dict[str, dict]) -> dict[str, set[str]]:
     plan = json.dumps([[name, stage["verb"], stage["key"]] for name, stage in stages.items()])
     out = subprocess.run([sys.executable, "-c", TRACE, plan, json.dumps(SECTION)], cwd=repo, capture_output=True,
                          text=True, check=True, env=project_env()).stdout
-    return {name: set(files) - LAUNCH_ONLY for name, files in json.loads(out).items()}
+    return {name: set(files) - LAUNCH_ONLY - USERS_ONLY for name, files in json.loads(out).items()}
 
 
 @pytest.fixture(scope="module")

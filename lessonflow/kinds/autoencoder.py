@@ -83,7 +83,8 @@ def train(run: LessonRun) -> None:
         torch.save(model.cpu().state_dict(), tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, history.epochs, CURVES)
-        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
+        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed,
+                                        layout.model(run.lesson_id), model),
                             epochs=len(history.epochs), final_train_loss=round(history.epochs[-1]["train_loss"], 6))
 
 

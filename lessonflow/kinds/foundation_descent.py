@@ -123,7 +123,8 @@ def train(run: LessonRun) -> None:
     with live_log(layout.train_log(run.lesson_id)) as live:
         rows = [dict(zip(state["curves"], losses)) for losses in zip(*state["curves"].values())]
         log_curves(live, rows, {name: f"train/mse/{name}" for name in state["curves"]})
-        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed), epochs=lesson.epochs)
+        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed,
+                                        layout.model(run.lesson_id)), epochs=lesson.epochs)
 
 
 def evaluate(run: LessonRun) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def train(run: LessonRun) -> None:
     with atomic_path(layout.model(run.lesson_id)) as tmp:
         torch.save({name: torch.from_numpy(values) for name, values in grids.items()}, tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:
-        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed),
+        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed, layout.model(run.lesson_id)),
                             grid_points=int(line_mse.size + surface_mse.size))
 
 

@@ -110,7 +110,8 @@ def train(run: LessonRun) -> None:
     with live_log(layout.train_log(run.lesson_id)) as live:
         rows = [dict(zip(state["curves"], losses)) for losses in zip(*state["curves"].values())]
         log_curves(live, rows, {name: f"train/loss/{name}" for name in state["curves"]})
-        live.summary.update(**run_facts(seconds, device.type, data["source"], lesson.seed), epochs=lesson.epochs)
+        live.summary.update(**run_facts(seconds, device.type, data["source"], lesson.seed,
+                                        layout.model(run.lesson_id)), epochs=lesson.epochs)
 
 
 def linear_from(weights: dict[str, torch.Tensor]) -> nn.Linear:

@@ -113,7 +113,8 @@ def train(run: LessonRun) -> None:
     last = history.epochs[-1]
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, history.epochs, CURVES)
-        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
+        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed,
+                                        layout.model(run.lesson_id), model),
                             epochs=len(history.epochs),
                             final_d_loss=round(last["d_loss"], 6), final_g_loss=round(last["g_loss"], 6),
                             judge_seconds=round(judge_seconds, 3),

@@ -139,7 +139,8 @@ def train(run: LessonRun) -> None:
         log_curves(live, rows, {engine: f"train/mse/{engine}" for engine in ENGINES})
         live.summary.update(framework_seconds=round(framework_seconds, 3), pytorch_seconds=round(pytorch_seconds, 3),
                             epochs=lesson.epochs,
-                            **run_facts(framework_seconds + pytorch_seconds, "cpu", prepared["source"], lesson.seed))
+                            **run_facts(framework_seconds + pytorch_seconds, "cpu", prepared["source"], lesson.seed,
+                                        layout.model(run.lesson_id)))
 
 
 def framework_predict(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:

@@ -63,7 +63,7 @@ def train(run: LessonRun) -> None:
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, [{"cost": c} for c in costs[::lesson.record_every]], {"cost": "train/cost"})
         live.summary.update(final_cost=round(costs[-1], 6), iterations=lesson.iterations,
-                            **run_facts(seconds, "cpu", data["source"], lesson.seed))
+                            **run_facts(seconds, "cpu", data["source"], lesson.seed, layout.model(run.lesson_id)))
 
 
 def sklearn_accuracies(x_train, y_train, x_test, y_test, max_iter: int) -> tuple[float, float]:

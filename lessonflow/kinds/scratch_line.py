@@ -80,7 +80,8 @@ def train(run: LessonRun) -> None:
     with live_log(layout.train_log(run.lesson_id)) as live:
         every = max(1, len(curve) // CURVE_POINTS)
         log_curves(live, [{"mse": value} for value in curve[::every]], {"mse": "train/mse"})
-        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed), feature=data["key_feature"])
+        live.summary.update(**run_facts(seconds, "cpu", data["source"], lesson.seed,
+                                        layout.model(run.lesson_id)), feature=data["key_feature"])
 
 
 def predictor(model: dict[str, Any], method: Any):

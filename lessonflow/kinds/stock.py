@@ -136,7 +136,8 @@ def train(run: LessonRun) -> None:
         torch.save({key: value.cpu() for key, value in best.weights.items()}, tmp)
     with live_log(layout.train_log(run.lesson_id)) as live:
         log_curves(live, history.epochs, CURVES)
-        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed),
+        live.summary.update(**run_facts(history.train_seconds, device.type, data["source"], lesson.seed,
+                                        layout.model(run.lesson_id), model),
                             epochs=len(history.epochs), best_epoch=best.epoch, best_val_loss=round(best.val_loss, 6))
 
 

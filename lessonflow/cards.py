@@ -67,7 +67,8 @@ def loading(lesson_id: str, lesson: Any) -> str:
         return (f"not a torch module: `torch.load(\"models/{lesson_id}/model.pt\", weights_only=True)` gives the "
                 "values it fitted, as a dict of tensors")
     scale = getattr(lesson, "normalize", None)
-    inputs = f"; inputs are pixels / 255, then normalised with mean and std {tuple(scale)}" if scale else ""
+    inputs = (f"; it takes its inputs as training gave them: `lessonflow.training.to_inputs(x, "
+              f"{tuple(scale) if scale else None})` (uint8 pixels to [0, 1], then the lesson's normalisation)")
     return (f"`import lessonflow; model = lessonflow.load(\"{lesson_id}\")` (this workspace; `rev=\"<commit>\"` for "
             f"a commit, through the DVC remote), or the weights alone: `dvc artifacts get <repo> {lesson_id} --rev "
             f"v1.0.0` once a commit is tagged `{lesson_id}@v1.0.0`{inputs}")

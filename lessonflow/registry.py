@@ -21,9 +21,11 @@ def registered(params: Any) -> list[str]:
 
 
 def artifacts(params: Any) -> dict[str, dict[str, Any]]:
-    """``artifacts:`` entries as dvc.yaml spells them (``desc``, ``type``, ``labels``, ``path``)."""
-    return {lesson_id: {"path": f"models/{lesson_id}/model.pt", "type": "model",
-                        "desc": describe(lesson_id, params.lessons[lesson_id]),
-                        "labels": [f"kind:{params.lessons[lesson_id].kind}",
-                                   f"dataset:{params.lessons[lesson_id].dataset}"]}
-            for lesson_id in registered(params)}
+    """``artifacts:`` entries as dvc.yaml spells them (``path``, ``type``, ``desc``, ``labels``)."""
+    entries = {}
+    for lesson_id in registered(params):
+        lesson = params.lessons[lesson_id]
+        entries[lesson_id] = {"path": f"models/{lesson_id}/model.pt", "type": "model",
+                              "desc": describe(lesson_id, lesson),
+                              "labels": [f"kind:{lesson.kind}", f"dataset:{lesson.dataset}"]}
+    return entries

@@ -46,9 +46,10 @@ def as_trained(lesson: Any, data_source: str | None) -> dict[str, Any]:
 
 def known_limits(metrics: dict[str, Any], trained: dict[str, Any], verdict: str, seeds: int) -> list[str]:
     """What the lesson's own metrics say it cannot do, in sentences."""
-    limits = [f"does not beat {key.removeprefix('beats_').replace('_', ' ')}"
-              + (f": {metrics['verdict']}" if isinstance(metrics.get("verdict"), str) else "")
-              for key, value in sorted(metrics.items()) if key.startswith("beats_") and value is False]
+    lost = [key.removeprefix("beats_").replace("_", " ") for key, value in sorted(metrics.items())
+            if key.startswith("beats_") and value is False]  # a baseline the lesson's evaluation measured
+    said = metrics.get("verdict")  # the evaluation's own sentence about that baseline, when it wrote one
+    limits = list(dict.fromkeys(said if isinstance(said, str) else f"does not beat {what}" for what in lost))
     if verdict.startswith("falls short"):
         limits.append(f"falls short of the tutorial's result ({verdict})")
     source = trained.get("data_source")
@@ -100,7 +101,7 @@ def training_fields(lesson_id: str, lesson: Any, trained: dict[str, Any], module
     return {
         "Architecture": architecture(lesson, trained, module),
         "Parameters": _size(saved.get("parameters")) if lesson.kind in TORCH_MODEL_KINDS
-        else "not a torch model (fitted NumPy values or curves)",
+        else "not one zoo model: its file holds the values it fitted (see How to load it)",
         "Model file": f"models/{lesson_id}/model.pt, {_size(saved.get('file_bytes'), ' bytes')}",
         "Training data": f"{lesson.dataset}, source `{source}`"
                          + (f" ({STAND_IN_DATA[source]})" if source in STAND_IN_DATA else "") + samples,

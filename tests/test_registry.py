@@ -36,9 +36,11 @@ def test_spread_and_known_limits_come_from_the_values_and_metrics():
     assert spread({0: 0.979}) == "seed 0: 0.979 (one seed: no spread measured)"
     assert spread({0: 0.979, 1: 0.977, 2: 0.978}) == (
         "seed 0: 0.979, seed 1: 0.977, seed 2: 0.978; mean 0.978 ± 0.001 (standard deviation over 3 seeds)")
-    limits = known_limits({"beats_persistence": False, "verdict": "worse than persistence: RMSE 20 vs 19"},
+    limits = known_limits({"beats_persistence": False, "verdict": "does not beat persistence: RMSE 20 vs 19"},
                           {"data_source": "embedded"}, "no reference result", 1)
-    assert limits[0] == "does not beat persistence: worse than persistence: RMSE 20 vs 19"
+    assert limits[0] == "does not beat persistence: RMSE 20 vs 19"
+    assert known_limits({"beats_majority_baseline": False}, {}, "no reference result", 2) == [
+        "does not beat majority baseline"]
     assert any("sample data" in line for line in limits) and any("one seed" in line for line in limits)
     assert known_limits({"beats_persistence": True}, {"data_source": "official"}, "matches (+0.1 pts)", 3) == [
         "none that its metrics show"]

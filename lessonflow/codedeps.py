@@ -5,7 +5,8 @@ loads by name (its lesson's kind, its dataset), read from the source: an edit to
 rebuilds exactly the stages that run it. Imports inside functions count too (they run when the
 function does), except in a ``REGISTRY``, whose functions each import one key's module: a stage
 runs only its own lesson's, added as an entry (``kind_module``). ``LAUNCH_ONLY`` modules decide
-*where* a stage runs (the warm server, the interpreter check) and never what it computes.
+*where* a stage runs (the warm server, the interpreter check) and never what it computes;
+``USERS_ONLY`` modules (``lessonflow.load``) serve a person's own Python, and no stage runs them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("lessonflow", "stages")
 LAUNCH_ONLY = frozenset({"lessonflow/warm.py", "lessonflow/interpreter.py"})
 REGISTRY = frozenset({"lessonflow/kinds/__init__.py"})
+USERS_ONLY = frozenset({"lessonflow/__init__.py"})
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:
@@ -59,7 +61,7 @@ def closure(entries: list[str], root: Path = ROOT) -> list[str]:
     todo = [package for entry in entries for package in with_packages(entry)]
     while todo:
         path = module_file(todo.pop(), root)
-        if path is None or path in seen:
+        if path is None or path in seen or path.relative_to(root).as_posix() in USERS_ONLY:
             continue
         seen.add(path)
         for name in imported_modules(path):

@@ -24,7 +24,8 @@ HEADLINE_METRICS = ("test_accuracy", "accuracy", "val.accuracy", "test_mse", "te
                     "test_loss", "best_val_loss", "val.loss", "final_loss", "loss")
 # Bookkeeping numbers that are never a lesson's result (nor is any timing, ``*_seconds``).
 NOT_RESULTS = {"epochs", "seed", "step", "reference_accuracy", "val_samples", "test_samples", "train_samples",
-               "test_days", "best_epoch", "iterations", "grid_points"}
+               "test_days", "best_epoch", "iterations", "grid_points",
+               "model.file_bytes", "model.parameters", "model.outputs"}  # a train log's model facts, flattened
 WORKSPACE = "workspace"
 # Our accuracy within half a percentage point of the tutorial's "matches" it: the spread that
 # re-running a tutorial with another seed typically gives on MNIST-sized test sets.

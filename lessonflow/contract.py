@@ -45,6 +45,7 @@ class Trained:
     summary: dict[str, Any] = field(default_factory=dict)  # the train log's numbers beside the run facts
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (or recorded step)
     curves: dict[str, str] = field(default_factory=dict)  # history column -> plot name
+    network: torch.nn.Module | None = None  # a zoo model, when the lesson trains one: its card's facts
 
 
 @dataclass(frozen=True)

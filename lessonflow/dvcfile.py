@@ -17,6 +17,7 @@ import yaml
 
 from lessonflow import fingerprints
 from lessonflow.paths import Layout
+from lessonflow.registry import artifacts
 
 CHECK_RECORD = "results/check.json"
 PREDICTIONS = "results/{}/eval/outputs/predictions.npz"
@@ -118,8 +119,14 @@ def pipeline(params: Any) -> dict[str, Any]:
     return {"vars": variables(params), "stages": stages(params)}
 
 
+def model_registry(params: Any) -> dict[str, Any]:
+    """The ``artifacts:`` section (lessonflow/registry.py): each torch model by name, for ``dvc artifacts get``."""
+    return {"artifacts": artifacts(params)}
+
+
 def render(params: Any) -> str:
-    return HEADER + yaml.safe_dump(pipeline(params), sort_keys=False, width=110, default_flow_style=None)
+    return HEADER + yaml.safe_dump({**pipeline(params), **model_registry(params)}, sort_keys=False, width=110,
+                                   default_flow_style=None)
 
 
 def stale(layout: Layout, params: Any) -> str | None:

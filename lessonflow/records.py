@@ -11,6 +11,7 @@ from typing import Any
 from dvclive import Live
 
 from lessonflow.atomic import atomic_dir
+from lessonflow.environment import environment
 from lessonflow.paths import OUTPUTS, PLOTS
 
 
@@ -55,6 +56,21 @@ def run_facts(seconds: float, device: str, data_source: str, seed: int) -> dict[
     """What every train log holds whatever its kind, under the same names: the report, ``lessonflow
     compare`` and the history read them from every lesson alike."""
     return {"train_seconds": round(seconds, 6), "device": device, "data_source": data_source, "seed": seed}
+
+
+def trained_with(device: str, model_file: Path, model: Any = None) -> dict[str, Any]:
+    """What the model card states of a training: the environment and the saved model's facts
+    (``model``: the torch module when the lesson trains one)."""
+    return {"environment": environment(device), "model": model_facts(model_file, model)}
+
+
+def model_facts(path: Path, model: Any = None) -> dict[str, Any]:
+    """The saved file's size; for a torch model from the zoo also its parameter count and the shapes it was built
+    for, which ``lessonflow.load`` needs to build it again without the data."""
+    facts: dict[str, Any] = {"file_bytes": path.stat().st_size}
+    if model is not None:
+        facts.update(parameters=sum(parameter.numel() for parameter in model.parameters()), **model.built_for)
+    return facts
 
 
 # All but the duration: a retraining to the same weights leaves the evaluation as it was

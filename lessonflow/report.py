@@ -20,6 +20,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from lessonflow.atomic import atomic_dir
+from lessonflow.cards import card_fields, render_card
 from lessonflow.compare import TOLERANCE, Comparison, compare, headline, read_metrics, table, verdict
 from lessonflow.compare import headers as change_headers
 from lessonflow.compare import rows as change_rows
@@ -27,12 +28,14 @@ from lessonflow.ensemble import table_rows
 from lessonflow import figures
 from lessonflow.figures import plt, training_curves
 from lessonflow.history import history
+from lessonflow.loader import build
 from lessonflow.paths import PLOTS, Layout
 
 # A lesson that logs an image per epoch (a GAN's samples) shows its first and last ones only.
 FIRST_IMAGES, LAST_IMAGES = 2, 6
 IMAGES = "images"
 CURVES, CURVES_KEY = "curves.png", "curves.key"
+CARDS = "cards"
 
 
 @dataclass
@@ -44,6 +47,7 @@ class LessonResult:
     reference_accuracy: float | None
     metrics: dict[str, Any]
     facts: dict[str, Any]  # device, data source, training time: from eval metrics, else train metrics
+    trained: dict[str, Any] = field(default_factory=dict)  # the train log's summary: environment, model facts
     beyond_tutorial: bool = False
     images: list[Path] = field(default_factory=list)  # under reports/images/, curves first
     images_left_out: int = 0
@@ -115,7 +119,7 @@ def collect_lesson(lesson_id: str, lesson: Any, layout: Layout, images_dir: Path
     trained = read_metrics(layout.train_log(lesson_id) / "metrics.json")
     facts = {key: metrics.get(key, trained.get(key)) for key in ("data_source", "device", "train_seconds", "epochs")}
     result = LessonResult(lesson_id, lesson.kind, lesson.dataset, lesson.reference, lesson.reference_accuracy,
-                          metrics, facts, beyond_tutorial=lesson.beyond_tutorial)
+                          metrics, facts, trained, beyond_tutorial=lesson.beyond_tutorial)
     lesson_dir = layout.results / lesson_id
     target = images_dir / lesson_id
     target.mkdir(parents=True, exist_ok=True)
@@ -243,7 +247,7 @@ def render_markdown(report: Report, root: Path) -> str:
     for lesson in report.lessons:
         out += [f"### {lesson.lesson_id}", "",
                 f"{lesson.kind} on {lesson.dataset}; {lesson.source} {lesson.reference}. "
-                f"Verdict: {lesson.verdict}.", ""]
+                f"Verdict: {lesson.verdict}. [Model card]({card_link(lesson)})", ""]
         if lesson.built:
             out += [tabulate(metric_rows(lesson.metrics), ["metric", "value"], tablefmt="github"), ""]
         out += [_md_image(image, root) for image in lesson.images]
@@ -304,7 +308,8 @@ def render_html(report: Report) -> str:
         name = html.escape(lesson.lesson_id)
         out += [f"<section class='lesson' id='{name}'><h3>{name}</h3>",
                 f"<p>{html.escape(lesson.kind)} on {html.escape(lesson.dataset)}; {html.escape(lesson.source)} "
-                f"{html.escape(lesson.reference)}. Verdict: <b>{html.escape(lesson.verdict)}</b>.</p>"]
+                f"{html.escape(lesson.reference)}. Verdict: <b>{html.escape(lesson.verdict)}</b>. "
+                f"<a href='{card_link(lesson)}'>Model card</a></p>"]
         metrics = _html_table(metric_rows(lesson.metrics), ["metric", "value"]) if lesson.built else ""
         out.append("<div class='figures'>" + metrics + "".join(map(_html_image, lesson.images)) + "</div>")
         if lesson.images_left_out:
@@ -314,8 +319,24 @@ def render_html(report: Report) -> str:
     return "\n".join(out)
 
 
+def card_link(lesson: LessonResult) -> str:
+    return f"{CARDS}/{lesson.lesson_id}.md"
+
+
+def write_cards(params: Any, lessons: list[LessonResult], root: Path) -> None:
+    """``cards/<lesson>.md`` under ``root``; a torch model's architecture is drawn from its recorded shapes."""
+    (root / CARDS).mkdir()
+    for result in lessons:
+        lesson = params.lessons[result.lesson_id]
+        shapes = result.trained.get("model", {})
+        module = build(lesson, shapes) if "input_shape" in shapes else None
+        fields = card_fields(result.lesson_id, lesson, result.metrics, result.trained, result.headline,
+                             result.verdict, module)
+        (root / card_link(result)).write_text(render_card(result.lesson_id, fields))
+
+
 def build_report(params: Any, layout: Layout, since: str = "HEAD") -> Path:
-    """Write ``reports/`` whole or not at all: report.html, report.md and images/."""
+    """Write ``reports/`` whole or not at all: report.html, report.md, images/ and a model card per lesson."""
     with atomic_dir(layout.reports) as staging:
         images_dir = staging / IMAGES
         images_dir.mkdir()
@@ -324,6 +345,7 @@ def build_report(params: Any, layout: Layout, since: str = "HEAD") -> Path:
         ensembles = [collect_ensemble(name, layout, images_dir) for name in params.ensembles]
         report = Report(lessons, ensembles, compare_safely(layout.root, since), params.profile,
                         draw_trends(layout.root, images_dir))
+        write_cards(params, lessons, staging)
         (staging / "report.md").write_text(render_markdown(report, staging))
         (staging / "report.html").write_text(render_html(report))
     return layout.reports / "report.html"

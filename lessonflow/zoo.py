@@ -51,7 +51,10 @@ def check_model_args(name: str, kwargs: dict) -> None:
 
 def build_model(name: str, kwargs: dict, *, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     check_model_args(name, kwargs)
-    return MODELS[name](in_shape=tuple(in_shape), num_classes=num_classes, **kwargs)
+    model = MODELS[name](in_shape=tuple(in_shape), num_classes=num_classes, **kwargs)
+    # recorded with the trained model (records.model_facts), so lessonflow.load can build it again without the data
+    model.built_for = {"input_shape": list(in_shape), "outputs": num_classes}
+    return model
 
 
 def model_for(model: ModelParams, data: dict) -> nn.Module:

@@ -15,7 +15,7 @@ from lessonflow.atomic import atomic_path
 from lessonflow.contract import CHECKPOINT_SUFFIX, Checkpoint
 from lessonflow.datasets import load_prepared
 from lessonflow.kinds import kind_of
-from lessonflow.records import live_log, log_curves, run_facts
+from lessonflow.records import live_log, log_curves, run_facts, trained_with
 from lessonflow.runtime import make_deterministic, pick_device
 from lessonflow.schema import LessonBase
 from stages import run_stage
@@ -50,6 +50,7 @@ def train(lesson_id, params, layout):
     with live_log(layout.train_log(lesson_id)) as live:
         log_curves(live, trained.history, trained.curves)
         live.summary.update(**run_facts(trained.seconds, trained.device, data["source"], lesson.seed),
+                            **trained_with(trained.device, layout.model(lesson_id), trained.network),
                             **trained.summary)
 
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import BIN, ROOT, commit_all, copy_project, dvc, project_env, run
 
 from lessonflow import fingerprints
-from lessonflow.codedeps import LAUNCH_ONLY
+from lessonflow.codedeps import LAUNCH_ONLY, USERS_ONLY
 from lessonflow.params import load_params
 
 SECTION = {"train": "lessons", "evaluate": "lessons", "download": "datasets", "prepare": "datasets",
@@ -81,7 +81,7 @@ def traced_imports(repo: Path, stages: dict[str, dict]) -> dict[str, set[str]]:
     plan = json.dumps([[name, stage["verb"], stage["key"]] for name, stage in stages.items()])
     out = subprocess.run([sys.executable, "-c", TRACE, plan, json.dumps(SECTION)], cwd=repo, capture_output=True,
                          text=True, check=True, env=project_env()).stdout
-    return {name: set(files) - LAUNCH_ONLY for name, files in json.loads(out).items()}
+    return {name: set(files) - LAUNCH_ONLY - USERS_ONLY for name, files in json.loads(out).items()}
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def train(lesson: AutoencoderLesson, *, name: str, data: Prepared, device: torch
     return Trained(states={"model": model.cpu().state_dict()}, seconds=history.train_seconds, device=device.type,
                    summary={"epochs": len(history.epochs),
                             "final_train_loss": round(history.epochs[-1]["train_loss"], 6)},
-                   history=history.epochs, curves=CURVES)
+                   history=history.epochs, curves=CURVES, network=model)
 
 
 def one_per_class(labels: torch.Tensor, classes: list[str]) -> torch.Tensor:

@@ -116,7 +116,7 @@ def trained_classifier(lesson: LessonBase, data: Prepared, device: torch.device,
     return Trained(states={"model": model.cpu().state_dict()}, seconds=history.train_seconds, device=device.type,
                    summary={"epochs": len(history.epochs), "train_samples": len(data["y_train"]),
                             "train_split": train_split, **summary},
-                   history=history.epochs, curves=CURVES if "x_val" in data else TRAIN_CURVES)
+                   history=history.epochs, curves=CURVES if "x_val" in data else TRAIN_CURVES, network=model)
 
 
 def train(lesson: ClassifierLesson, *, name: str, data: Prepared, device: torch.device,

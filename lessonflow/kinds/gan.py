@@ -97,7 +97,7 @@ def train(lesson: GanLesson, *, name: str, data: Prepared, device: torch.device,
                    summary={"epochs": len(history.epochs), "final_d_loss": round(last["d_loss"], 6),
                             "final_g_loss": round(last["g_loss"], 6), "judge_seconds": round(judge_seconds, 3),
                             "judge_val_accuracy": round(judge_history.epochs[-1]["val_accuracy"], 6)},
-                   history=history.epochs, curves=CURVES)
+                   history=history.epochs, curves=CURVES, network=model)
 
 
 @torch.no_grad()

@@ -124,7 +124,7 @@ def train(lesson: StockLesson, *, name: str, data: Prepared, device: torch.devic
                    seconds=history.train_seconds, device=device.type,
                    summary={"epochs": len(history.epochs), "best_epoch": best.epoch,
                             "best_val_loss": round(best.val_loss, 6)},
-                   history=history.epochs, curves=CURVES)
+                   history=history.epochs, curves=CURVES, network=model)
 
 
 def error_sizes(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float]:

@@ -129,10 +129,16 @@ def plan(root: Path, targets: list[str] | None = None) -> Plan:
             for name in resolve_targets(targets, names, upstream):
                 selected |= {name} | ancestors(name, upstream)
         order = [name for name in names if name in selected]
-        # One status of the whole pipeline: with explicit targets DVC re-reads dvc.yaml and dvc.lock
-        # once per target, minutes for a pipeline of 77 stages instead of seconds.
-        stale = set(lock_retry(repo.status)) & selected
-    return Plan(order, {name: upstream[name] & selected for name in order}, stale)
+    return Plan(order, {name: upstream[name] & selected for name in order}, stale_now(root, selected))
+
+
+def stale_now(root: Path, selected: set[str]) -> set[str]:
+    """The selected stages DVC finds stale: one status of the whole pipeline, since with explicit
+    targets DVC re-reads dvc.yaml and dvc.lock once per target."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return set(lock_retry(repo.status)) & selected
 
 
 def ancestors(name: str, upstream: dict[str, set[str]]) -> set[str]:
@@ -336,7 +342,7 @@ def save_experiment(root: Path, stages: list[str], name: str, log: Callable[[str
     ``stages`` are the ones the run changed: DVC hashes their outputs again, the others' are in
     ``dvc.lock`` already, so recording costs what the run changed, not the whole pipeline.
     """
-    untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "dvc.lock", "results"],
+    untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "dvc.lock", "results", "fingerprints"],
                                cwd=root, capture_output=True, text=True, check=True).stdout.split()
     dvc_until_unlocked(root, ["exp", "save", "--force", "-n", name, *(arg for path in untracked for arg in ("-I", path)),
                               *stages], stage_env(1), log)

@@ -29,6 +29,8 @@ from flows import artifacts, checkout, crashed, dvc_stages, lifeline, notify
 from flows.dvc_stages import Plan
 from lessonflow.schema import load_orchestration
 
+CHECK = "check"  # the first stage: validates params.yaml and writes the code fingerprints
+
 DOWNLOAD_RETRIES = 3
 DOWNLOAD_BACKOFF_S = 10.0
 WORKER_ROOT_ENV = "LESSONFLOW_WORKER_ROOT"  # a worker's own clone, when it does not share the flow's folder
@@ -230,7 +232,8 @@ def _execute(plan: Plan, forced: set[str], options: RunOptions) -> list[StageRun
                 results[stage] = StageRun(stage, "blocked", error="an upstream stage failed", cause=cause)
             elif None in upstream:
                 continue
-            elif not (stage in forced or stage in plan.stale or any(result.changed for result in upstream)):
+            elif not (stage in forced or stage in plan.stale
+                      or any(results[name].changed for name in plan.upstream[stage] if name != CHECK)):
                 results[stage] = StageRun(stage, "skipped")
             elif slots:
                 slot = slots.pop(0)
@@ -251,6 +254,10 @@ def _execute(plan: Plan, forced: set[str], options: RunOptions) -> list[StageRun
             stage, slot, submitted = running.pop(future)
             slots.append(slot)
             results[stage] = _outcome(future, stage, submitted, project, remote)
+            if stage == CHECK and results[stage].changed:
+                # check rewrote the code fingerprints every stage depends on; DVC now knows which changed,
+                # so only those stages run, not all of check's downstream
+                plan.stale.update(dvc_stages.stale_now(project, set(plan.order)))
             if results[stage].status == "failed":  # at once: the run may go on for hours with other stages
                 notify.report_run(FlowRunContext.get().flow_run, "Failed", {stage: results[stage].error},
                                   f"{stage} failed: {results[stage].cause}\n"

@@ -1,12 +1,9 @@
 """What the Prefect flow costs and what it buys, against plain ``dvc repro``.
 
-1. Overhead: a no-op run (everything up to date) of ``lessonflow flow run`` against ``dvc repro``,
-   both as the command a user types, the flow talking to an already running Prefect server.
-2. Speed-up: two independent CPU lessons retrained (a new seed each time, so neither DVC's
-   run-cache nor a checkpoint helps) by the flow two at a time against ``dvc repro`` one after
-   the other, every stage capped at one CPU thread (``LESSONFLOW_THREADS=1``).
-
-Runs in a temporary copy of the project (embedded data). Prints medians and the machine.
+Overhead: a no-op ``lessonflow flow run`` against ``dvc repro``, both as a user types them, the flow
+talking to a running Prefect server. Speed-up: two independent lessons retrained (a new seed each
+time, so no cache helps) by the flow two at a time against ``dvc repro`` one after the other, each
+stage on one CPU thread. Runs in a temporary copy of the project (embedded data); prints medians.
 Usage: python benchmarks/flow_overhead.py [--lessons mnist-mlp mnist-cnn] [--noop-runs 5] [--train-runs 3]
 """
 

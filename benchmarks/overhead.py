@@ -1,27 +1,11 @@
-"""The pipeline's overhead against DVC's own floor (issue 16): `bench.py --only overhead`.
+"""The pipeline's overhead against DVC's own floor: `bench.py --only overhead`.
 
-The *floor* is a copy of the project whose ``dvc.yaml`` keeps every stage of the project's with the
-same deps, params and outs and replaces only each command by one that copies the stage's declared
-outs from the built project (``floor.sh``: no Python, no work). Same files, same params, same
-``dvc.lock`` shape, same outputs to hash: what it takes is what DVC itself needs for this pipeline.
-Stages, deps and params are read from the project's generated ``dvc.yaml``, never counted here.
-
-Timed in the same run, project and floor one after the other for each repetition:
-
-1. the whole default build (the floor's copies what the project's build wrote, so it runs after it),
-   split into training (``train_seconds``), evaluation, ensembles and report, the train stages'
-   work around their training loop, the data stages, stage start-up, and DVC's own bookkeeping (the
-   build's wall time outside every stage's command), from the warm server's per-stage records
-   (``LESSONFLOW_STAGE_TIMES``, ``lessonflow/warm.py``);
-2. ``dvc repro`` and ``dvc status`` with nothing to do;
-3. one lesson's ``seed`` edited in params.yaml, then ``dvc repro``: that lesson's train and evaluate,
-   its ensemble, the report and the ``check`` stage rerun; its training time is subtracted; beside
-   it the same stages' real work (evaluate, ensemble, report called in an already warm process on a
-   copy of the built project).
-
-Each measure is also taken on the *old floor*: the floor of ``dvc.yaml`` as it was at ``OLD_SHAPE``
-(a module per code dep, every lesson's params in ``check`` and ``report``), so a change of the
-pipeline's shape is measured against what the old shape cost DVC, in the same run.
+The *floor* is a copy of the project whose ``dvc.yaml`` keeps every stage's deps, params and outs and
+replaces each command by a copy of its outputs from the built project (no Python, no work), so its
+time is what DVC itself needs for this pipeline; the *old floor* does the same for ``dvc.yaml`` as it
+was at ``OLD_SHAPE``. Timed in one run, each beside the floors: the default build split by where its
+time goes (the warm server's per-stage records), ``dvc repro`` and ``dvc status`` with nothing to
+do, and one lesson's ``seed`` edited then rebuilt, its training time subtracted.
 """
 
 from __future__ import annotations

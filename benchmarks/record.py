@@ -1,13 +1,10 @@
 """What recording a run as a DVC experiment costs (``dvc exp save``), by what the targets name.
 
-``dvc exp save`` commits each target again (hashes its outputs, re-reads and rewrites ``dvc.lock``)
-before it makes the experiment's commit. The flow used to pass every stage that had not failed;
-it now passes only the stages the run changed. This times both after a run that changed one
-lesson, on copies of one built project, and counts DVC's "is empty" warnings in each.
-
-Usage: python benchmarks/record.py BUILT [--lesson mnist-logreg]
-BUILT: a committed copy of the project after ``dvc repro`` (the tests' ``built_project``, or a
-part of it: the stages in its ``dvc.lock`` are the ones timed).
+``dvc exp save`` commits each target again (hashes its outputs, rewrites ``dvc.lock``) before the
+experiment's commit; the flow passes only the stages the run changed, no longer every stage. This
+times both after a run that changed one lesson, on copies of one built project, and counts DVC's
+"is empty" warnings in each.
+Usage: python benchmarks/record.py BUILT [--lesson mnist-logreg]  (BUILT: a committed, built copy)
 """
 
 from __future__ import annotations

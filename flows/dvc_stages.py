@@ -1,16 +1,10 @@
 """The DVC side of the orchestration: which stages exist, which are stale, and running one of them.
 
-Everything here goes through DVC itself so that ``dvc.lock``, the cache and the run-cache end
-exactly as after a plain ``dvc repro``:
-
-* the stage graph and the stale set come from DVC's Python API (``Repo.index.graph``,
-  ``Repo.status``);
-* a stage runs as ``dvc --wait-for-lock repro --single-item <stage>`` in a subprocess. DVC holds
-  its repository lock only while it checks and commits a stage and releases it while the stage's
-  command runs, so several such calls in one repository overlap their commands and queue for the
-  short commits (``--wait-for-lock``). Any lock error that still gets through (the path locks that
-  guard ``.dvc/tmp/rwlock``) is contention, not failure: the call is repeated after a pause, and
-  since DVC skips a stage that is already up to date a repeat never does work twice.
+Everything goes through DVC itself, so ``dvc.lock``, the cache and the run-cache end exactly as
+after a plain ``dvc repro``: the graph and the stale set come from DVC's Python API, and a stage
+runs as ``dvc --wait-for-lock repro --single-item <stage>``. DVC holds its lock only while it
+checks and commits a stage, so such calls overlap their commands; a lock error that still gets
+through is contention, so the call is repeated, and DVC never does an up-to-date stage twice.
 """
 
 from __future__ import annotations
@@ -31,7 +25,7 @@ from typing import Any
 
 from lessonflow.compare import headline, read_metrics
 
-THREADS_ENV = "LESSONFLOW_THREADS"  # read by lessonflow.training.make_deterministic
+THREADS_ENV = "LESSONFLOW_THREADS"  # read by lessonflow.runtime.make_deterministic
 LOCK_CONTENTION = ("Unable to acquire lock", "is busy, it is being blocked by")
 # What `dvc repro` prints for each way a stage can end.
 RAN, RESTORED, UNCHANGED = "Running stage '{}'", "Stage '{}' is cached", "Stage '{}' didn't change"

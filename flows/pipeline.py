@@ -1,12 +1,10 @@
 """The Prefect flow that rebuilds what changed in the DVC pipeline, independent stages side by side.
 
 DVC decides *what* is stale and records every result; Prefect decides *when* each stale stage runs,
-retries the flaky ones and shows the run. The flow submits a stage once all of its upstream stages
-have finished, keeps at most ``max_parallel`` stages running, and asks DVC again about a stage whose
-upstream stage ran (its inputs may or may not have changed: DVC's hash check decides). A stage that
-fails fails the run; stages that do not depend on it still finish, and the next run picks up the rest.
-
-Run it with ``lessonflow flow run`` (see ``lessonflow/cli.py``) or ``python -m flows.pipeline``.
+retries the flaky ones and shows the run. A stage is submitted once its upstream stages finished,
+at most ``max_parallel`` at a time, and asked about again when an upstream stage ran (DVC's hash
+check decides). A failed stage is reported at once and fails the run; stages that do not depend on
+it still finish. Run it with ``lessonflow flow run`` or ``python -m flows.pipeline``.
 """
 
 import contextvars

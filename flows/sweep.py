@@ -1,24 +1,11 @@
 """A grid of params values run as DVC experiments, N at a time, each in its own clone of the checkout.
 
-``dvc exp run --queue`` followed by ``dvc queue start -j N`` runs queued experiments side by side
-in temporary workspaces of *one* repository; above ``-j 1`` they collide on that repository's
-locks and experiment refs (DVC issues 8417, 8763 and 10673). This flow gives every experiment a
-repository of its own instead:
-
-1. The grid is parsed as ``dvc exp run -S`` parses it (DVC's Hydra sweep syntax: ``KEY=V1,V2``,
-   several keys → every combination) and every combination is applied to a copy of params.yaml
-   and validated by the project's own params check before anything runs.
-2. Each experiment is one Prefect task, at most ``jobs`` at a time: ``git clone`` of the checkout
-   (hard-linked objects, cheap) at its ``HEAD``, plus the uncommitted changes to tracked files;
-   the checkout's DVC cache as the clone's cache; ``dvc checkout`` of what is already built; then
-   ``dvc exp run -n <name> -S …`` with its share of the CPU threads, its output in the task's log.
-   The clone is made under the checkout's lock (``flows.checkout``): never from a workspace that
-   a flow run is rewriting.
-3. The experiment's git ref (``refs/exps/<baseline>/<name>``) is fetched into the checkout, so
-   ``dvc exp show``, ``dvc exp apply`` and ``lessonflow history`` there see it, and the clone is
-   deleted. The outputs are in the shared cache already. The checkout's workspace is not touched.
-
-Run it with ``lessonflow sweep`` (see ``lessonflow/cli.py``).
+``dvc queue start -j N`` runs experiments in workspaces of *one* repository, where above ``-j 1``
+they collide on its locks and refs (DVC issues 8417, 8763, 10673). Here the grid is parsed as
+``dvc exp run -S`` parses it and validated first; each experiment is one Prefect task in a clone made
+under the checkout's lock (``flows.checkout``), sharing the checkout's DVC cache; its experiment ref
+is fetched back into the checkout, so ``dvc exp show`` and ``lessonflow history`` see it, and the
+clone is deleted. The checkout's workspace is never touched. Run it with ``lessonflow sweep``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """The project modules each stage runs, found by following its imports.
 
-A stage's code deps in dvc.yaml are the closure of its entry module's imports plus the modules it
-loads by name (its lesson's kind, its dataset), read from the source: an edit to a module then
-rebuilds exactly the stages that run it. Imports inside functions count too (they run when the
-function does), except in a ``REGISTRY``, whose functions each import one key's module: a stage
-runs only its own lesson's, added as an entry (``kind_module``). ``LAUNCH_ONLY`` modules decide
-*where* a stage runs (the warm server, the interpreter check) and never what it computes;
-``USERS_ONLY`` modules (``lessonflow.load``) serve a person's own Python, and no stage runs them.
+A stage's code deps are the closure of its entry module's imports plus the modules it loads by name
+(its lesson's kind, its dataset), so an edit rebuilds exactly the stages that run it. Imports inside
+functions count, except in a ``REGISTRY``, whose functions each import one key's module (a stage
+runs only its own kind's, added as an entry). ``LAUNCH_ONLY`` modules decide *where* a stage runs,
+never what it computes; ``USERS_ONLY`` ones (``lessonflow.load``) no stage runs at all.
 """
 
 from __future__ import annotations

@@ -32,6 +32,15 @@ def test_every_lesson_of_every_kind_records_the_same_run_facts(built_project):
         assert facts["seed"] == entry.get("seed", 0) and facts["device"] == "cpu" and facts["train_seconds"] >= 0, lesson
 
 
+def test_no_lesson_leaves_a_declared_output_folder_empty(built_project):
+    """DVC warns "'…' is empty" for every empty output folder it commits or records (issue 29):
+    every kind keeps its curves and its arrays, so none is."""
+    for lesson in project_params()["lessons"]:
+        for folder in ("train/plots", "eval/outputs", "eval/plots"):
+            path = built_project / "results" / lesson / folder
+            assert any(p.is_file() for p in path.rglob("*")), f"{path.relative_to(built_project)} is empty"
+
+
 def test_every_classifier_learns_the_embedded_digits(built_project):
     """What a newcomer sees first: no lesson of the default build reads as broken (issue: 33 % for mnist-mlp)."""
     lessons = project_params()["lessons"]

@@ -139,5 +139,7 @@ def evaluate(lesson: DescentLesson, *, name: str, data: Prepared, device: torch.
     metrics = {**metrics[first], "headline_run": first, **metrics}
     metrics.update(gradients=lesson.gradients, epochs=trained["epochs"], **carried_facts(trained),
                    reference=lesson.reference)
+    fitted = {run: (MODELS[state["model"][run]][0](points["x"]) @ theta).numpy() for run, theta in state["theta"].items()}
     return Evaluated(metrics, images={"loss_curves.png": curve_panels(
-        state["curves"], f"{name}: MSE per epoch ({lesson.gradients} gradients, lr {lesson.lr:g})", ylabel="MSE")})
+        state["curves"], f"{name}: MSE per epoch ({lesson.gradients} gradients, lr {lesson.lr:g})", ylabel="MSE")},
+        arrays={"predictions.npz": {"x": points["x"].numpy(), "y": points["y"].numpy(), **fitted}})

@@ -73,7 +73,8 @@ def train(lesson: GridSearchLesson, *, name: str, data: Prepared, device: torch.
     grids = {"w": ws, "line_mse": line_mse, "surface_w": surface_w, "surface_b": surface_b,
              "surface_mse": surface_mse}
     return Trained(states={"model": {grid: torch.from_numpy(values) for grid, values in grids.items()}},
-                   seconds=seconds, device="cpu", summary={"grid_points": int(line_mse.size + surface_mse.size)})
+                   seconds=seconds, device="cpu", summary={"grid_points": int(line_mse.size + surface_mse.size)},
+                   history=[{"mse": value} for value in line_mse.tolist()], curves={"mse": "train/mse_by_w_index"})
 
 
 def evaluate(lesson: GridSearchLesson, *, name: str, data: Prepared, device: torch.device,
@@ -99,4 +100,4 @@ def evaluate(lesson: GridSearchLesson, *, name: str, data: Prepared, device: tor
         "loss_surface.png": loss_surface(
             grids["surface_w"], grids["surface_b"], grids["surface_mse"],
             f"{name}: MSE of y = w·x + b ({lesson.surface_points})"),
-    })
+    }, arrays={"loss_over_w.npz": {"w": grids["w"], "mse": grids["line_mse"]}})

@@ -143,4 +143,6 @@ def evaluate(lesson: LinearFitLesson, *, name: str, data: Prepared, device: torc
         images["fitted_line.png"] = fitted_curves(
             curves_over(lesson, lines, torch.linspace(float(x.min()), float(x.max()), CURVE_POINTS)),
             f"{name}: fitted line ({lesson.points})", points={"data": (x.numpy(), y.numpy())})
-    return Evaluated(metrics, images)
+    fitted = {optimizer: predict(lesson, linear, points["x"]).numpy() for optimizer, linear in lines.items()}
+    return Evaluated(metrics, images,
+                     arrays={"predictions.npz": {"x": points["x"].numpy(), "y": points["y"].numpy(), **fitted}})

@@ -162,4 +162,4 @@ def evaluate(lesson: FrameworkLesson, *, name: str, data: Prepared, device: torc
         "loss_curves.png": curve_panels(
             {f"{engine}: mean training MSE per epoch": state["losses"][engine].tolist() for engine in ENGINES},
             f"{name}: training loss"),
-    })
+    }, arrays={"predictions.npz": {"y_test": splits["y_test"], **predicted}})

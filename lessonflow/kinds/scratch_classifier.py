@@ -100,4 +100,4 @@ def evaluate(lesson: ScratchClassifierLesson, *, name: str, data: Prepared, devi
         "misclassified.png": image_grid(
             data["x_test"][wrong].numpy(), [f"{y_test[i]} → {predicted[i]}" for i in wrong],
             f"{name}: misclassified test images (true → predicted)"),
-    })
+    }, arrays={"predictions.npz": {"test_probs": test_probs, "y_test": y_test}})

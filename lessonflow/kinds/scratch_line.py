@@ -109,4 +109,5 @@ def evaluate(lesson: LineLesson, *, name: str, data: Prepared, device: torch.dev
         label = "best MSE after each try" if method.name == "random-search" else "MSE after each step"
         images["loss_curve.png"] = curve_panels(
             {label: model["curve"].tolist()}, f"{name}: training MSE", xlabel="step", ylabel="MSE")
-    return Evaluated(metrics, images)
+    return Evaluated(metrics, images,
+                     arrays={"predictions.npz": {"x_test": x_test, "y_test": y_test, "predicted": predict(x_test)}})

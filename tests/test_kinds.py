@@ -74,7 +74,8 @@ def test_a_grid_search_is_computed_and_read_off_in_memory():
             for name, columns in POINT_SETS.items()}
     lesson = foundation_grid.Lesson.model_validate({"kind": "foundation_grid", "dataset": "toy"})
     trained = foundation_grid.train(lesson, name="grid", data=data, device=CPU, checkpoint=UNUSED)
-    assert trained.device == "cpu" and trained.history == []
+    assert trained.device == "cpu"  # its curve is the loss over the grid of w, so train/plots is never empty
+    assert [row["mse"] for row in trained.history] == trained.states["model"]["line_mse"].tolist()
     result = foundation_grid.evaluate(lesson, name="grid", data=data, device=CPU, saved=as_saved(trained, "toy"))
     assert result.metrics["w"] == pytest.approx(2.0) and result.metrics["final_loss"] == pytest.approx(0)
     assert (result.metrics["surface"]["w"], result.metrics["surface"]["b"]) == pytest.approx((3.0, 2.0))
@@ -89,6 +90,7 @@ def test_nearest_neighbours_predict_the_mean_of_the_closest_rows():
         {"kind": "scratch_line", "dataset": "boston", "method": {"name": "knn", "neighbours": 2, "query": 7.4}})
     trained = scratch_line.train(lesson, name="knn", data=data, device=CPU, checkpoint=UNUSED)
     assert trained.summary == {"feature": "RM"}
+    assert len(trained.history) == 1 and trained.history[0]["mse"] > 0  # no steps: its MSE on the rows it keeps
     result = scratch_line.evaluate(lesson, name="knn", data=data, device=CPU, saved=as_saved(trained, "sample"))
     assert result.metrics["prediction_at_query"] == pytest.approx(35.0)  # the rows at RM 7 and 8
     assert set(result.images) == {"fit.png"}  # a lazy learner has no training curve

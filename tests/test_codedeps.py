@@ -1,12 +1,10 @@
 """Each stage depends on exactly the project modules it runs, so an edit rebuilds exactly those stages.
 
-The truth is taken from the running code, not from dvc.yaml: every stage's start-up (its module and
-the params loading that imports its lesson's kind or its dataset) is run in a forked child of one
-interpreter that has the libraries loaded, and the project modules it imported are read off
-``sys.modules``. Then a real DVC lock of the whole pipeline (outputs stand-ins, ``dvc commit``) shows
-which stages ``lessonflow status`` says the next ``dvc repro`` rebuilds after each module is edited, and
-for two modules that DVC itself finds exactly those stages changed once ``check`` has rewritten the
-fingerprint files they depend on.
+The truth is taken from the running code, not from dvc.yaml: each stage's start-up runs in a forked
+child of one interpreter with the libraries loaded, and the project modules it imported are read off
+``sys.modules``. Then a real DVC lock of the whole pipeline (stand-in outputs) shows which stages
+``lessonflow status`` says the next ``dvc repro`` rebuilds after each module is edited, and for two
+modules that DVC itself finds exactly those stages changed once ``check`` has rewritten their fingerprints.
 """
 
 from __future__ import annotations

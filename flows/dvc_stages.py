@@ -30,7 +30,7 @@ LOCK_CONTENTION = ("Unable to acquire lock", "is busy, it is being blocked by")
 # What `dvc repro` prints for each way a stage can end.
 RAN, RESTORED, UNCHANGED = "Running stage '{}'", "Stage '{}' is cached", "Stage '{}' didn't change"
 TAIL_LINES = 40
-STAGE_ERROR = re.compile(r"^[\w.-]+(@[\w.-]+)? failed: ")  # the one line a stage prints when it stops (stages.run_stage)
+STAGE_ERROR = re.compile(r"^[\w.-]+(@[\w.-]+)? failed: ")  # the one line a stage prints when it stops (stages.stage_main)
 LIVE: set[subprocess.Popen] = set()  # dvc commands running now, see call_dvc
 
 

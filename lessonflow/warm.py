@@ -32,11 +32,10 @@ from pathlib import Path
 SWITCH_ENV = "LESSONFLOW_WARM"
 # A file to which each handed-off stage appends one JSON line of where its time went (benchmarks/overhead.py)
 TIMES_ENV = "LESSONFLOW_STAGE_TIMES"
-# Every stage that logs opens DVCLive, which opens the DVC repository: dvc.repo and its git
-# backends (scmrepo, dulwich) cost about half a second per stage when a child imports them itself;
-# the modules a repository's first opening imports (its cache, locks, config) add 0.03-0.05 s.
-# ``pydantic`` imports its models lazily: every stage reads params.yaml through them, and
-# ``pydantic.main`` cost each child 0.12-0.2 s (benchmarks/overhead.py; BENCHMARKS.md, issue 16).
+# Every stage that logs opens DVCLive, which opens the DVC repository: dvc.repo, its git backends
+# (scmrepo, dulwich) and the modules a repository's first opening imports (its cache, locks,
+# config) are loaded once here instead of in every child. ``pydantic`` imports its models lazily,
+# and every stage reads params.yaml through them (what each saves: BENCHMARKS.md, issue 16).
 PRELOAD = ("numpy", "torch", "torch.optim", "torch._dynamo", "matplotlib.pyplot", "pandas", "dvclive",
            "dvc.repo", "dvc.scm", "scmrepo.git", "dulwich.repo", "dulwich.porcelain", "dulwich.worktree",
            "dvc.cachemgr", "dvc.data_cloud", "dvc.lock", "dvc.rwlock", "dvc_data.fs", "configobj", "flufl.lock",

@@ -29,7 +29,7 @@ from lessonflow.paths import Layout  # noqa: E402
 USER_ERRORS = (ParamsError, ChecksumError, DownloadError, DivergedError, FileNotFoundError, RuntimeError, ValueError)
 
 
-def run_stage(verb: str, section: str, action: Callable[..., object]) -> None:
+def stage_main(verb: str, section: str, action: Callable[..., object]) -> None:
     """Parse ``<id>``, check it against ``params.<section>``, run ``action(id, params, layout)``."""
     parser = argparse.ArgumentParser(prog=f"python -m stages.{verb}", description=action.__doc__)
     parser.add_argument("id", help=f"a key of '{section}:' in params.yaml")
@@ -37,14 +37,14 @@ def run_stage(verb: str, section: str, action: Callable[..., object]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     layout = Layout.here()
     try:
-        action(args.id, stage_params(layout, section, args.id), layout)
+        action(args.id, entry_params(layout, section, args.id), layout)
     except USER_ERRORS as err:
         print(f"{verb}@{args.id} failed: {err}", file=sys.stderr)
         sys.exit(1)
     exit_without_teardown()
 
 
-def stage_params(layout: Layout, section: str, key: str) -> Params:
+def entry_params(layout: Layout, section: str, key: str) -> Params:
     """params.yaml with ``<section>.<key>`` checked in full: only its lesson's kind or its dataset is imported."""
     params = load_params(layout.params, lessons=[key] if section == "lessons" else [],
                          datasets=[key] if section == "datasets" else [])
@@ -56,9 +56,8 @@ def stage_params(layout: Layout, section: str, key: str) -> Params:
 def exit_without_teardown() -> None:
     """End the process as soon as the stage's work is done.
 
-    Tearing down an interpreter that has loaded torch takes about a second, paid
-    by every one of the pipeline's 77 stage processes. Nothing is lost by
-    skipping it: every output was written to a temporary name, closed and
+    Tearing down an interpreter that has loaded torch is slow, and every stage process would pay
+    it. Nothing is lost by skipping it: every output was written to a temporary name, closed and
     renamed, and logging and the standard streams are flushed here.
     """
     logging.shutdown()

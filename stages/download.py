@@ -1,5 +1,5 @@
 from lessonflow.datasets import download_dataset
-from stages import run_stage
+from stages import stage_main
 
 
 def download(name, params, layout):
@@ -9,4 +9,4 @@ def download(name, params, layout):
 
 
 if __name__ == "__main__":
-    run_stage("download", "datasets", download)
+    stage_main("download", "datasets", download)

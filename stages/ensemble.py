@@ -14,7 +14,7 @@ from lessonflow.ensemble import combine, load_predictions, table_rows
 from lessonflow.figures import accuracy_bars
 from lessonflow.records import live_log, outputs_of
 from lessonflow.schema import SAFE_LOADER, ParamsError
-from stages import run_stage
+from stages import stage_main
 
 PREDICTIONS_SUFFIX = "/eval/outputs/predictions.npz"
 
@@ -50,4 +50,4 @@ def ensemble(name, params, layout):
 
 
 if __name__ == "__main__":
-    run_stage("ensemble", "ensembles", ensemble)
+    stage_main("ensemble", "ensembles", ensemble)

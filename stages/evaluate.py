@@ -15,7 +15,7 @@ from lessonflow.datasets import load_prepared
 from lessonflow.kinds import kind_of
 from lessonflow.records import live_log, outputs_of, read_summary
 from lessonflow.runtime import pick_device
-from stages import run_stage
+from stages import stage_main
 
 def saved_states(folder):
     """Every state the train stage saved in the lesson's model folder, by file stem (checkpoints aside)."""
@@ -47,4 +47,4 @@ def evaluate(lesson_id, params, layout):
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", "lessons", evaluate)
+    stage_main("evaluate", "lessons", evaluate)

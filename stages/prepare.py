@@ -1,5 +1,5 @@
 from lessonflow.datasets import prepare_dataset
-from stages import run_stage
+from stages import stage_main
 
 
 def prepare(name, params, layout):
@@ -11,4 +11,4 @@ def prepare(name, params, layout):
 
 
 if __name__ == "__main__":
-    run_stage("prepare", "datasets", prepare)
+    stage_main("prepare", "datasets", prepare)

@@ -18,7 +18,7 @@ from lessonflow.kinds import kind_of
 from lessonflow.records import live_log, log_curves, run_facts, trained_with
 from lessonflow.runtime import make_deterministic, pick_device
 from lessonflow.schema import LessonBase
-from stages import run_stage
+from stages import stage_main
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "lessonflow"
 
@@ -55,4 +55,4 @@ def train(lesson_id, params, layout):
 
 
 if __name__ == "__main__":
-    run_stage("train", "lessons", train)
+    stage_main("train", "lessons", train)

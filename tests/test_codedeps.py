@@ -32,16 +32,22 @@ from pathlib import Path
 import dvclive, matplotlib.pyplot, numpy, pydantic, torch, yaml  # loaded once, before the forks
 
 root = Path.cwd().resolve()
-traced = {}
+traced, running = {}, {}
+def collect(pid):
+    stage, read = running.pop(pid)
+    with os.fdopen(read) as fh:
+        traced[stage] = json.loads(fh.read())
 for stage, verb, key in json.loads(sys.argv[1]):
+    if len(running) >= os.cpu_count():  # one child per core at a time
+        collect(os.wait()[0])
     read, write = os.pipe()
-    if os.fork() == 0:
+    if (pid := os.fork()) == 0:
         from lessonflow.paths import Layout
         module = importlib.import_module(f"stages.{verb}")
         layout = Layout.here()
         section = json.loads(sys.argv[2]).get(verb)
-        if section:  # the shared start-up of a stage run by `run_stage`
-            importlib.import_module("stages").stage_params(layout, section, key)
+        if section:  # the shared start-up of a stage run by `stage_main`
+            importlib.import_module("stages").entry_params(layout, section, key)
         else:  # check and report read params.yaml their own way
             module.stage_params(layout)
         files = sorted({Path(m.__file__).resolve().relative_to(root).as_posix() for m in list(sys.modules.values())
@@ -50,9 +56,9 @@ for stage, verb, key in json.loads(sys.argv[1]):
         os.write(write, json.dumps(files).encode())
         os._exit(0)
     os.close(write)
-    with os.fdopen(read) as fh:
-        traced[stage] = json.loads(fh.read())
-    os.wait()
+    running[pid] = stage, read
+while running:
+    collect(os.wait()[0])
 print(json.dumps(traced))
 """
 

@@ -28,9 +28,10 @@ run: install
 	$(BIN)/dvc $(if $(PROFILE),exp run -S profile=$(PROFILE),repro) $(ARGS)
 	@echo "Next, in this shell: source .venv/bin/activate, then dvc metrics show, dvc plots show, lessonflow compare"
 
-# The contributor's tier (minutes): every unit test, the docs test and one real `dvc repro` slice.
+# The contributor's tier (minutes): every unit test, the docs test and one real `dvc repro` slice, on
+# one worker per core (at most 4): a file's tests, and the tests sharing a session build, share a worker.
 test: install
-	$(BIN)/python -m pytest -m "not slow and not long" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not long" -n auto --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
 # Everything CI runs: the above plus the long end-to-end, reliability, schedule and flow tests.
 test-all: install

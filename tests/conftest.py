@@ -17,6 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 NOT_COPIED = ("tests/", "data/", "models/", "results/", "reports/", ".dvc/tmp", ".dvc/cache")
+README_COMMAND_TIMEOUT_S = 2400
 MNIST_LESSONS = ["mnist-logreg", "mnist-ann", "mnist-mlp", "mnist-cnn", "mnist-cnn-book"]
 
 
@@ -99,18 +100,69 @@ def killed_after_checkpoint(checkpoint: Path):
     assert checkpoint.exists()
 
 
+SHARED_BUILDS = ("newcomer", "quick_built")  # session fixtures that build: their users share one xdist worker
+
+
 def pytest_collection_modifyitems(items) -> None:
-    """A test of the whole default build belongs to `make test-all`: the build alone takes minutes."""
+    """A test of the whole default build belongs to `make test-all`: the build alone takes minutes.
+
+    Under `pytest -n … --dist loadgroup` (`make test`) a file's tests stay in one worker, with every test
+    that uses the same session build, so no worker builds what another already has.
+    """
     for item in items:
-        if "built_project" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "built_project" in fixtures:
             item.add_marker(pytest.mark.long)
+        shared = next((name for name in SHARED_BUILDS if name in fixtures), None)
+        item.add_marker(pytest.mark.xdist_group(shared or item.module.__name__))
 
 
 @pytest.fixture(scope="session")
-def built_project(tmp_path_factory) -> Path:
-    """One real `dvc repro` of the default profile, shared by the tests that only read its results."""
-    repo = copy_project(tmp_path_factory.mktemp("built"))
-    dvc(repo, "repro")
+def newcomer(tmp_path_factory) -> dict:
+    """A fresh copy of the project and the environment of a shell on a fresh machine: a bare Python first
+    on PATH, none of the suite's own environment (tests/test_docs.py runs the README's commands in it)."""
+    home = tmp_path_factory.mktemp("newcomer")
+    bare = home / "bare-python"
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(bare)], check=True,
+                   env={**os.environ, "PATH": without_suite_venv(os.environ["PATH"])})
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("LESSONFLOW_", "PREFECT_", "DVC_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update(PATH=os.pathsep.join([str(bare / "bin"), without_suite_venv(os.environ["PATH"])]),
+               PREFECT_HOME=str(home / "prefect"))  # the developer's own Prefect database stays out of it
+    repo = copy_project(home / "lessonflow", skip=())
+    return {"repo": repo, "env": env, "setup": []}
+
+
+def without_suite_venv(path: str) -> str:
+    return os.pathsep.join(entry for entry in path.split(os.pathsep) if entry and Path(entry).resolve() != BIN.resolve())
+
+
+def newcomer_shell(newcomer: dict, line: str) -> list[str]:
+    """``line`` in the newcomer's shell, after the set-up lines (``source …``) the README had them run."""
+    return ["bash", "-c", "\n".join(["set -e", *newcomer["setup"], line])]
+
+
+@pytest.fixture(scope="session")
+def made_run(newcomer, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The README's `make run` on the newcomer's machine, and a copy of the project it built.
+
+    The docs test checks the command; the copy (without its .venv) is the default build every other
+    end-to-end test reads, so the suite builds the default profile once.
+    """
+    done = subprocess.run(newcomer_shell(newcomer, "make run"), cwd=newcomer["repo"], env=newcomer["env"],
+                          capture_output=True, text=True, timeout=README_COMMAND_TIMEOUT_S)
+    built = tmp_path_factory.mktemp("built") / "repo"
+    if done.returncode == 0:
+        shutil.copytree(newcomer["repo"], built, symlinks=True,
+                        ignore=lambda folder, names: [".venv"] if Path(folder) == newcomer["repo"] else [])
+    return done, built
+
+
+@pytest.fixture(scope="session")
+def built_project(made_run) -> Path:
+    """The default profile as `make run` built it, committed; shared by the tests that only read its results."""
+    done, repo = made_run
+    assert done.returncode == 0, f"make run exited {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     commit_all(repo, "built default profile")
     return repo
 

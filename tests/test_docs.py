@@ -1,11 +1,11 @@
 """The README's commands, run as a newcomer runs them on a fresh machine.
 
 Every line of the README's ``bash`` blocks runs in order, in one fresh copy of the project, by a
-shell whose PATH starts with a bare Python (no packages) and holds nothing of the suite's own
-environment: nothing here puts ``.venv`` on PATH, so a command that works only with the suite's
-help fails here. A tag at the end of a line says how it runs (README, "Tests"): ``(long)`` only
-under ``make test-all``, ``(hours)`` and ``(needs internet)``/``(needs a cluster)`` never, named in
-the skip reason; ``until stopped`` is started, waited for and stopped like Ctrl-C would.
+shell with a bare Python first on PATH and nothing of the suite's own environment (conftest's
+``newcomer``), so a command that works only with the suite's help fails here; the quickstart's
+``make run`` is conftest's ``made_run``, whose build the other end-to-end tests reuse. A tag at
+the end of a line says how it runs (README, "Tests"): ``(long)`` only under ``make test-all``,
+``(hours)``, ``(needs …)`` never; ``until stopped`` is started, waited for and stopped as Ctrl-C would.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, copy_project
+from conftest import README_COMMAND_TIMEOUT_S, ROOT, newcomer_shell
 
 README = ROOT / "README.md"
 MIRROR_PLACEHOLDER = "/path/to/mirror"
 SERVED = re.compile(r"Prefect UI: http://\S+")
-COMMAND_TIMEOUT_S = 2400
 SERVE_STARTUP_S = 300
 HINT = "source .venv/bin/activate"
 
@@ -85,25 +84,6 @@ def case(command: Command):
     return pytest.param(command, marks=marks, id=f"{command.section}: {command.line.split('  #')[0].strip()}")
 
 
-@pytest.fixture(scope="module")
-def newcomer(tmp_path_factory) -> dict:
-    """A fresh copy of the project and the environment of a shell on a fresh machine."""
-    home = tmp_path_factory.mktemp("newcomer")
-    bare = home / "bare-python"
-    subprocess.run(["python3", "-m", "venv", "--without-pip", str(bare)], check=True,
-                   env={**os.environ, "PATH": without_suite_venv(os.environ["PATH"])})
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("LESSONFLOW_", "PREFECT_", "DVC_", "VIRTUAL_ENV", "PYTHON"))}
-    env.update(PATH=os.pathsep.join([str(bare / "bin"), without_suite_venv(os.environ["PATH"])]),
-               PREFECT_HOME=str(home / "prefect"))  # the developer's own Prefect database stays out of it
-    repo = copy_project(home / "lessonflow", skip=())
-    return {"repo": repo, "env": env, "setup": []}
-
-
-def without_suite_venv(path: str) -> str:
-    return os.pathsep.join(entry for entry in path.split(os.pathsep) if entry and Path(entry).resolve() != BIN.resolve())
-
-
 def as_written(command: Command, mirror_root: Path | None) -> str:
     if MIRROR_PLACEHOLDER not in command.line:
         return command.line
@@ -119,20 +99,17 @@ def mirror_or_none() -> Path | None:
     return None
 
 
-def shell(newcomer: dict, line: str) -> list[str]:
-    return ["bash", "-c", "\n".join(["set -e", *newcomer["setup"], line])]
-
-
 @pytest.mark.parametrize("command", [case(command) for command in COMMANDS])
-def test_readme_command_runs_as_written(command: Command, newcomer: dict):
+def test_readme_command_runs_as_written(command: Command, newcomer: dict, request):
     if reason := command.skip_reason():
         pytest.skip(f"{command.line.split('  #')[0].strip()!r}: {reason}")
     line = as_written(command, mirror_or_none())
     if command.serves:
         serve_then_stop(newcomer, line)
     else:
-        done = subprocess.run(shell(newcomer, line), cwd=newcomer["repo"], env=newcomer["env"],
-                              capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        done = request.getfixturevalue("made_run")[0] if line.split("  #")[0].strip() == "make run" else \
+            subprocess.run(newcomer_shell(newcomer, line), cwd=newcomer["repo"], env=newcomer["env"],
+                           capture_output=True, text=True, timeout=README_COMMAND_TIMEOUT_S)
         assert done.returncode == 0, f"{line}\nexited {done.returncode}\n{done.stdout[-6000:]}\n{done.stderr[-6000:]}"
     if command.sets_up_the_shell:
         newcomer["setup"].append(line)
@@ -140,7 +117,7 @@ def test_readme_command_runs_as_written(command: Command, newcomer: dict):
 
 def serve_then_stop(newcomer: dict, line: str) -> None:
     """Start a command that serves until stopped, wait until it says it serves, then press Ctrl-C."""
-    serving = subprocess.Popen(shell(newcomer, line), cwd=newcomer["repo"], env=newcomer["env"], text=True,
+    serving = subprocess.Popen(newcomer_shell(newcomer, line), cwd=newcomer["repo"], env=newcomer["env"], text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     seen, deadline = [], time.monotonic() + SERVE_STARTUP_S
     try:

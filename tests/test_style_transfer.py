@@ -67,6 +67,21 @@ def test_gatys_lowers_the_style_loss_while_the_result_stays_near_the_content(emb
     assert result.arrays["result.npz"]["image"].shape == (3, 32, 32)
 
 
+def test_the_result_is_the_same_bits_whatever_threads_the_caller_has(embedded):
+    lesson = tiny_lesson(size=64, closure_calls=10)
+    images = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            trained = style_transfer.train(lesson, name="tiny", data=embedded, device=CPU, checkpoint=UNUSED)
+            assert torch.get_num_threads() == threads  # the caller's setting is left as it was
+            images.append(trained.states["model"]["image"])
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(*images)
+
+
 @pytest.fixture
 def fake_inputs(tmp_path) -> dict:
     """A mirror in the lesson's layout: a VGG16 state dict (first filters only, the real shapes) and two JPEGs."""

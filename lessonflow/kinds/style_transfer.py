@@ -10,6 +10,8 @@ filters, comes with the data (``lessonflow/datasets/images.py``) and is named in
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -138,8 +140,27 @@ def losses_for(lesson: StyleTransferLesson, data: Prepared, device: torch.device
     return Losses.of(features, lesson, content, style), content
 
 
+@contextmanager
+def one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """One CPU thread while inside: these small pictures gain nothing from more, lose much when other work
+    shares the cores (BENCHMARKS.md, "Style transfer"), and give the same bits on any number of cores."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(lesson: StyleTransferLesson, *, name: str, data: Prepared, device: torch.device,
           checkpoint: Checkpoint) -> Trained:
+    with one_cpu_thread(device):
+        return transfer(lesson, data, device)
+
+
+def transfer(lesson: StyleTransferLesson, data: Prepared, device: torch.device) -> Trained:
+    """LBFGS on the content photo's pixels, as the seed's loop: whole steps until the closure calls are spent."""
     losses, content = losses_for(lesson, data, device)
     pixels = nn.Parameter(content.clone())
     optimizer = torch.optim.LBFGS([pixels], line_search_fn=lesson.line_search)
@@ -156,7 +177,7 @@ def train(lesson: StyleTransferLesson, *, name: str, data: Prepared, device: tor
         return total
 
     started = time.perf_counter()
-    while len(history) < lesson.closure_calls:  # as the seed: whole LBFGS steps until the calls are spent
+    while len(history) < lesson.closure_calls:
         optimizer.step(closure)
     seconds = time.perf_counter() - started
     result = pixels.detach().clamp(0, 1)[0].cpu()
@@ -187,7 +208,7 @@ def evaluate(lesson: StyleTransferLesson, *, name: str, data: Prepared, device: 
              saved: Saved) -> Evaluated:
     losses, content = losses_for(lesson, data, device)
     result = saved.states["model"]["image"].to(device).unsqueeze(0)
-    with torch.no_grad():
+    with torch.no_grad(), one_cpu_thread(device):
         (style_start, _), (style_end, content_end) = losses(content), losses(result)
         _, content_of_style = losses(photo(data["style"], lesson.size).to(device))
     trained = saved.metrics

@@ -29,6 +29,7 @@ EMBEDDED = {"content": "china.jpg", "style": "flower.jpg"}
 EMBEDDED_FILE = "sklearn-sample-images.npz"
 CREDITS = ("china.jpg (flickr.com/photos/danielbuechele/6061409035) and flower.jpg (flickr.com/photos/vultilion/"
            "6056698931), CC BY 2.0, as scikit-learn bundles them (sklearn.datasets.load_sample_image)")
+RANDOM_FILTERS = "random VGG16 features[:8] (convolutions drawn as torchvision initialises VGG16, seeded by the lesson)"
 # VGG16 features[:8]: Conv_1 to Conv_4 of the seed, the only filters its model runs
 KEPT_LAYERS = (0, 2, 5, 7)
 SHAPES = {0: (64, 3, 3, 3), 2: (64, 64, 3, 3), 5: (128, 64, 3, 3), 7: (128, 128, 3, 3)}
@@ -116,8 +117,7 @@ def decode(source: str, raw_dir: Path, params: Any) -> dict[str, Any]:
     if source == "embedded":
         with np.load(raw_dir / EMBEDDED_FILE) as bundle:
             photos = {role: torch.from_numpy(bundle[role]).permute(2, 0, 1).contiguous() for role in EMBEDDED}
-        return {**photos, "weights": {}, "names": dict(EMBEDDED), "credits": CREDITS,
-                "extractor": "random VGG16 features[:8] (convolutions drawn as torchvision initialises VGG16, seeded by the lesson)"}
+        return {**photos, "weights": {}, "names": dict(EMBEDDED), "credits": CREDITS, "extractor": RANDOM_FILTERS}
     options = ImageOptions.of(params)
     verify(raw_dir / WEIGHTS_FILE, options.weights_sha256)
     photos, names = {}, {}
@@ -129,7 +129,8 @@ def decode(source: str, raw_dir: Path, params: Any) -> dict[str, Any]:
         verify(found[0], options.pinned(role))
         photos[role], names[role] = read_photo(found[0]), found[0].name
     return {**photos, "weights": vgg_filters(raw_dir / WEIGHTS_FILE), "names": names,
-            "credits": "the user's own photos", "extractor": f"ImageNet VGG16 features[:8] ({WEIGHTS_FILE})"}
+            "credits": "the photos supplied (the mirror's or those named in datasets.images.options): "
+                       "their owners' terms apply", "extractor": f"ImageNet VGG16 features[:8] ({WEIGHTS_FILE})"}
 
 
 register(DatasetSpec("images", ("embedded", "official", "mirror"), fetch, decode))

@@ -115,13 +115,15 @@ def test_the_mirror_gives_the_pinned_weights_and_photos_and_the_lesson_uses_them
 
 
 @pytest.mark.parametrize("how", ["truncated", "wrong"])
-def test_a_bad_weights_file_is_refused_naming_it_and_the_expected_hash(fake_inputs, tmp_path, monkeypatch, how):
+@pytest.mark.parametrize(("name", "pin"), [(photos.MIRROR_WEIGHTS, "weights_sha256"),
+                                           (photos.MIRROR_IMAGES["style"], "style_sha256")])
+def test_a_bad_file_is_refused_naming_it_and_the_expected_hash(fake_inputs, tmp_path, monkeypatch, how, name, pin):
     monkeypatch.setenv("LESSONFLOW_DATA_MIRROR", str(fake_inputs["mirror"]))
-    weights = fake_inputs["mirror"] / photos.MIRROR_WEIGHTS
-    data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2] if how == "truncated" else data[:-1] + bytes([data[-1] ^ 1]))
-    expected = fake_inputs["options"]["weights_sha256"]
-    with pytest.raises(ChecksumError, match=re.escape(str(weights)) + "(.|\n)*" + expected):
+    bad = fake_inputs["mirror"] / name
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2] if how == "truncated" else data[:-1] + bytes([data[-1] ^ 1]))
+    expected = fake_inputs["options"][pin]
+    with pytest.raises(ChecksumError, match=re.escape(str(bad)) + "(.|\n)*" + expected):
         download_dataset("images", DatasetParams(options=fake_inputs["options"]), "full", tmp_path / "raw")
     assert not (tmp_path / "raw").exists()  # nothing half-written
 

@@ -49,6 +49,8 @@ def known_limits(metrics: dict[str, Any], trained: dict[str, Any], verdict: str,
             if key.startswith("beats_") and value is False]  # a baseline the lesson's evaluation measured
     said = metrics.get("verdict")  # the evaluation's own sentence about that baseline, when it wrote one
     limits = list(dict.fromkeys(said if isinstance(said, str) else f"does not beat {what}" for what in lost))
+    if isinstance(metrics.get("known_limit"), str):  # a limit the evaluation itself states (random features)
+        limits.append(metrics["known_limit"])
     if verdict.startswith("falls short"):
         limits.append(f"falls short of the tutorial's result ({verdict})")
     source = trained.get("data_source")

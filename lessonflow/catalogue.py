@@ -53,6 +53,8 @@ LESSONS = {
     "stock-lstm": ("LSTM forecasting tomorrow's close from a window of past days", "001 §13.3"),
     "stock-updown": ("MLP predicting whether tomorrow's close is higher", "001 §13.2 \"涨跌\""),
     "stock-updown-lstm": ("LSTM predicting whether tomorrow's close is higher", "001 §13.3"),
+    "style-transfer": ("Gatys' style transfer: LBFGS on a photo's pixels against VGG16 features[:8] losses",
+                       "001 §8"),
 }
 
 

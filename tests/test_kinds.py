@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 from conftest import ROOT, project_params
 
 from lessonflow.codedeps import closure, kind_module
 from lessonflow.contract import Checkpoint, Evaluated, Saved, Trained
 from lessonflow.datasets.toy import POINT_SETS
-from lessonflow.kinds import KINDS, classifier, foundation_grid, kind_of, scratch_line
+from lessonflow.kinds import KINDS, classifier, foundation_grid, kind_of, scratch_line, style_transfer
 from lessonflow.records import run_facts
 from lessonflow.schema import ParamsError
 
@@ -67,6 +68,16 @@ def test_the_embedded_settings_are_in_place_before_the_kind_trains():
     assert resolved.embedded is None and resolved.fast is None  # nothing left for a later step to choose
     assert classifier.train_config(resolved) == classifier.train_config(lesson, "embedded")
     assert classifier.train_config(lesson.for_source("official")) == classifier.train_config(lesson)
+
+
+def test_style_transfer_takes_its_embedded_budget_there_only_and_knows_its_four_convolutions():
+    lesson = style_transfer.Lesson.model_validate(project_params()["lessons"]["style-transfer"])
+    resolved = lesson.for_source("embedded")
+    assert resolved.embedded is None and (resolved.size, resolved.line_search) == (64, "strong_wolfe")
+    seed = lesson.for_source("mirror")
+    assert (seed.size, seed.closure_calls, seed.style_weight, seed.line_search) == (224, 300, 1000.0, None)
+    with pytest.raises(ValidationError, match="convolutions 1..4"):
+        style_transfer.Lesson.model_validate({"kind": "style_transfer", "dataset": "images", "style_layers": [5]})
 
 
 def test_a_grid_search_is_computed_and_read_off_in_memory():

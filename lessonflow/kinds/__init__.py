@@ -69,6 +69,11 @@ def _stock() -> Kind:
     return stock
 
 
+def _style_transfer() -> Kind:
+    from lessonflow.kinds import style_transfer
+    return style_transfer
+
+
 def _tabular() -> Kind:
     from lessonflow.kinds import tabular
     return tabular
@@ -79,6 +84,7 @@ KINDS: dict[str, Callable[[], Kind]] = {
     "foundation_descent": _foundation_descent, "foundation_grid": _foundation_grid,
     "foundation_linear": _foundation_linear, "gan": _gan, "mini_framework": _mini_framework,
     "scratch_classifier": _scratch_classifier, "scratch_line": _scratch_line, "stock": _stock, "tabular": _tabular,
+    "style_transfer": _style_transfer,
 }
 
 

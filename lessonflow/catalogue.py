@@ -53,6 +53,8 @@ LESSONS = {
     "stock-lstm": ("LSTM forecasting tomorrow's close from a window of past days", "001 §13.3"),
     "stock-updown": ("MLP predicting whether tomorrow's close is higher", "001 §13.2 \"涨跌\""),
     "stock-updown-lstm": ("LSTM predicting whether tomorrow's close is higher", "001 §13.3"),
+    "rnn-scratch": ("NumPy 9-10-9 recurrent net with hand-written BPTT predicting the next letter", "001 §9.2"),
+    "seq2seq-fra-eng": ("GRU encoder and attention GRU decoder translating French into English", "001 §12"),
 }
 
 

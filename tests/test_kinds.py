@@ -120,9 +120,9 @@ def test_a_sequence_lesson_with_a_bad_entry_is_refused_naming_the_key():
     assert refused("rnn-scratch", sequences={"abz": "bcd"}) == \
         "lessons.rnn-scratch.sequences: 'abz' -> 'bcd' uses z, not in alphabet 'abcdefghi'"
     assert refused("rnn-scratch", queries={"ab": "cd"}).startswith("lessons.rnn-scratch.queries: 'ab' -> 'cd': a query")
-    assert refused("seq2seq-fra-eng", model={"name": "mlp"}) == ("lessons.seq2seq-fra-eng.model.name: a translation "
-                                                                 "lesson trains the 'attention_seq2seq' net (got 'mlp'); "
-                                                                 "allowed: attention_seq2seq")
+    assert refused("seq2seq-fra-eng", model={"name": "mlp"}) == (
+        "lessons.seq2seq-fra-eng.model.name: a translation lesson trains the 'attention_seq2seq' net (got 'mlp'); "
+        "allowed: attention_seq2seq")
 
 
 PHRASES = [["j ai deux ans .", "i am two years old ."], ["il a deux ans .", "he is two years old ."],
@@ -150,8 +150,8 @@ def test_the_translation_lessons_embedded_budget_applies_to_the_embedded_data_on
     lesson = seq2seq.Lesson.model_validate(project_params()["lessons"]["seq2seq-fra-eng"])
     assert lesson.iterations == 75000 and lesson.for_source("official").iterations == 75000
     resolved = lesson.for_source("embedded")
-    assert resolved.iterations == lesson.embedded.iterations
-    assert resolved.model_copy(update={"iterations": lesson.iterations}) == lesson  # nothing else replaced
+    assert (resolved.iterations, resolved.learning_rate) == (lesson.embedded.iterations, lesson.embedded.learning_rate)
+    assert resolved.model_copy(update={"iterations": lesson.iterations, "learning_rate": lesson.learning_rate}) == lesson
 
 
 def test_every_kind_is_a_module_with_its_schema_and_its_two_functions():

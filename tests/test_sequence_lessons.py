@@ -19,12 +19,14 @@ import torch
 from conftest import BIN, copy_project, dvc, project_env, read_json, run
 from test_downloads import MirrorServer
 
+import lessonflow
 from lessonflow.datasets import MIRROR_ENV, download_dataset, load_prepared, prepare_dataset
 from lessonflow.datasets.fetch import sha256_of
 from lessonflow.datasets.fra_eng import ENG_PREFIXES, MIRROR_FILE, TUTORIAL_SHA256, normalise
 from lessonflow.errors import ChecksumError
 from lessonflow.params import DatasetParams
 from lessonflow.scratch import rnn
+from lessonflow.zoo import EOS
 
 # English, tab, French: the tutorial's layout; "Go." fails the seed's prefix filter
 TUTORIAL_LINES = ["I'm cold.\tJ'ai froid.", "I'm hot.\tJ'ai chaud.", "Go.\tVa !", "He's cold.\tIl a froid.",
@@ -65,11 +67,13 @@ def test_the_number_phrases_pass_the_seeds_filter_and_hold_out_whole_numbers(tmp
         data["train_pairs"] + data["test_pairs"]
     for french, english in data["train_pairs"] + data["test_pairs"]:
         assert english.startswith(ENG_PREFIXES) and len(french.split(" ")) < 10 and len(english.split(" ")) < 10
-    number = {english: english.split(" ", 2)[-1].rsplit(" ", 3)[0] for _, english in data["train_pairs"] + data["test_pairs"]}
-    held = {number[english] for _, english in data["test_pairs"]}
-    assert len(held) == 10 and not held & {number[english] for _, english in data["train_pairs"]}
+    def numbers(pairs: list) -> set[str]:  # "i am twenty one years old ." -> "twenty one"
+        return {english.split(" ", 2)[-1].rsplit(" ", 3)[0] for _, english in pairs}
+
+    held = numbers(data["test_pairs"])
+    assert len(held) == 10 and not held & numbers(data["train_pairs"])
     known = {word for pair in data["train_pairs"] for word in " ".join(pair).split(" ")}
-    assert all(set(" ".join(pair).split(" ")) <= known for pair in data["test_pairs"])  # never seen, yet all known words
+    assert all(set(" ".join(pair).split(" ")) <= known for pair in data["test_pairs"])  # unseen, yet all known words
 
 
 def tutorial_zip(folder: Path, lines: list[str] = TUTORIAL_LINES) -> Path:
@@ -91,7 +95,8 @@ def mirror_folder(tmp_path, monkeypatch) -> Path:
 
 def test_the_tutorial_zip_comes_from_a_mirror_or_a_url_checked_against_params(tmp_path, mirror_folder):
     sha = sha256_of(mirror_folder / MIRROR_FILE)
-    from_mirror = prepared(tmp_path / "m", DatasetParams(source="mirror", options={"sha256": sha, "test_fraction": 0.5}))
+    from_mirror = prepared(tmp_path / "m", DatasetParams(source="mirror",
+                                                         options={"sha256": sha, "test_fraction": 0.5}))
     server = MirrorServer(mirror_folder / Path(MIRROR_FILE).parent)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -137,13 +142,16 @@ def test_both_lessons_build_with_dvc_and_learn(tmp_path):
     assert (rnn_metrics["next_after_c"], rnn_metrics["next_after_fg"]) == ("d", "h")
     assert rnn_metrics["next_char_accuracy"] == 1.0
     s2s = read_json(repo / "results/seq2seq-fra-eng/eval/metrics.json")
-    assert s2s["iterations"] == 3000 and s2s["test_pairs"] == 60  # the embedded settings, whole numbers held out
-    assert s2s["test_bleu"] > 50 and s2s["test_exact_match"] > 0.2  # the floors BENCHMARKS.md states
+    assert s2s["iterations"] == 1500 and s2s["test_pairs"] == 60  # the embedded settings, whole numbers held out
+    assert s2s["test_bleu"] > 70 and s2s["test_exact_match"] > 0.5  # the floors BENCHMARKS.md states
     for lesson in ("rnn-scratch", "seq2seq-fra-eng"):
         for log in ("train", "eval"):
             assert read_json(repo / f"results/{lesson}/{log}/metrics.json")["data_source"] == "embedded"
     assert (repo / "results/seq2seq-fra-eng/eval/plots/images/attention.png").is_file()
-    assert (repo / "models/seq2seq-fra-eng/vocabulary.pt").is_file()
+    model = lessonflow.load("seq2seq-fra-eng", repo=repo)  # the registry's model, rebuilt from params and train log
+    vocabulary = torch.load(repo / "models/seq2seq-fra-eng/vocabulary.pt", weights_only=True)
+    words, _ = model(torch.tensor([vocabulary["source"].index(word) for word in "j ai deux ans .".split()] + [EOS]))
+    assert " ".join(vocabulary["target"][word] for word in words[:-1]).startswith("i am")
     run(repo, str(BIN / "python"), "-m", "stages.report")  # the report stage's command, without the other lessons
     report = (repo / "reports/report.md").read_text()
     translation = report[report.index("### seq2seq-fra-eng"):]

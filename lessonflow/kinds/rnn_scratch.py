@@ -43,7 +43,7 @@ class RnnLesson(LessonBase):
                 if key == "sequences" and len(text) != len(target):
                     raise ParamsError(f"sequences: {text!r} -> {target!r}: a target needs one letter per input letter")
                 if key == "queries" and (not text or len(target) != 1):
-                    raise ParamsError(f"queries: {text!r} -> {target!r}: a query is letters -> the one letter after them")
+                    raise ParamsError(f"queries: {text!r} -> {target!r}: a query is letters -> the letter after them")
         return self
 
 

@@ -1,8 +1,8 @@
 """The ``seq2seq`` lesson kind: French → English translation with an attention decoder (001 §12).
 
 The seed's training as it wrote it: one randomly drawn pair per iteration, plain SGD on the summed
-NLL of the target words, the decoder fed the true previous word on a random half of the iterations
-(teacher forcing) and its own guess on the other. Fixed from the seed: it scored nothing it had not
+NLL of the target words, the decoder fed the true previous word on a random share of the iterations
+(teacher forcing) and its own guess on the rest. Fixed from the seed: it scored nothing it had not
 trained on; here the held-out pairs (whole numbers on the embedded data) are translated greedily in
 eval mode and scored by BLEU (sacrebleu) and exact match. Vocabularies come from the training pairs,
 which the dataset's split guarantees cover every held-out word.
@@ -10,8 +10,11 @@ which the dataset's split guarantees cover every held-out word.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +28,7 @@ from lessonflow.zoo import EOS, SOS, build_model, require_model, restored
 
 SAMPLE_SOURCES = ("embedded",)
 SHOWN = 12  # held-out translations drawn in the report
+T = TypeVar("T")
 
 
 class SampleBudget(Strict):
@@ -81,6 +85,21 @@ def pair_loss(model: torch.nn.Module, source: torch.Tensor, target: torch.Tensor
     return loss
 
 
+def on_one_thread(function: Callable[..., T]) -> Callable[..., T]:
+    """One pair's ops are too small to share: a second CPU thread only waits at each op's barrier, and on a
+    busy machine (BENCHMARKS.md) it waits for a core, so the lesson computes on one and gives the rest back."""
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs) -> T:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+    return wrapped
+
+
+@on_one_thread
 def train(lesson: Seq2SeqLesson, *, name: str, data: Prepared, device: torch.device,
           checkpoint: Checkpoint) -> Trained:
     """``iterations`` single-pair SGD steps on pairs drawn with the lesson's seed."""
@@ -124,6 +143,7 @@ def translate(model: torch.nn.Module, sentence: str, vocab: dict[str, list[str]]
     return [vocab["target"][word] for word in words], attention.cpu().numpy()
 
 
+@on_one_thread
 def evaluate(lesson: Seq2SeqLesson, *, name: str, data: Prepared, device: torch.device, saved: Saved) -> Evaluated:
     """BLEU and exact match on the held-out pairs, some of them beside the truth, and one attention map."""
     import sacrebleu

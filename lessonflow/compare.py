@@ -17,7 +17,8 @@ from typing import Any
 from tabulate import tabulate
 
 # In order of preference. Accuracy for classifiers, then the error of regressions and
-# reconstructions, then a training loss for lessons that report nothing held out. The dotted keys
+# reconstructions, a translation's BLEU, the NumPy RNN's next-letter accuracy, then a training
+# loss for lessons that report nothing held out. The dotted keys
 # are a training summary's (DVCLive nests them by split), read flattened by the flow's stage table:
 # there the held-out split is the one to show.
 HEADLINE_METRICS = ("test_accuracy", "accuracy", "val.accuracy", "test_mse", "test_rmse", "mse", "rmse",

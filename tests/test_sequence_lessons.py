@@ -20,6 +20,7 @@ from conftest import BIN, copy_project, dvc, project_env, read_json, run
 from test_downloads import MirrorServer
 
 import lessonflow
+from lessonflow.compare import headline, higher_is_better
 from lessonflow.datasets import MIRROR_ENV, download_dataset, load_prepared, prepare_dataset
 from lessonflow.datasets.fetch import sha256_of
 from lessonflow.datasets.fra_eng import ENG_PREFIXES, MIRROR_FILE, TUTORIAL_SHA256, normalise
@@ -131,6 +132,12 @@ def test_a_missing_mirror_file_names_the_path_it_looked_for(tmp_path, monkeypatc
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path))
     with pytest.raises(FileNotFoundError, match=str(tmp_path / MIRROR_FILE)):
         download_dataset("fra-eng", DatasetParams(source="mirror"), "full", tmp_path / "raw")
+
+
+def test_the_report_judges_a_translation_by_its_bleu_and_the_rnn_by_its_next_letters():
+    translation = {"test_bleu": 92.3, "test_exact_match": 0.85, "final_loss": 0.006, "iterations": 1500}
+    assert headline(translation) == ("test_bleu", 92.3) and higher_is_better("test_bleu")
+    assert headline({"next_char_accuracy": 1.0, "final_loss": 0.02, "steps": 500}) == ("next_char_accuracy", 1.0)
 
 
 @pytest.mark.long

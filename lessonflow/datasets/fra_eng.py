@@ -92,7 +92,9 @@ def held_out(pairs: list[tuple[str, str, str]], fraction: float, seed: int) -> s
     for french, english, group in pairs:
         by_group[group].update([f"fr:{word}" for word in french.split(" ")]
                                + [f"en:{word}" for word in english.split(" ")])
-    left = sum(by_group.values(), Counter())  # each word's count in the pairs not held out yet
+    left = Counter()  # each word's count in the pairs not held out yet
+    for counts in by_group.values():
+        left.update(counts)
     groups = sorted(by_group)
     random.Random(seed).shuffle(groups)
     chosen: set[str] = set()

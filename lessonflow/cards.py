@@ -71,6 +71,9 @@ def loading(lesson_id: str, lesson: Any) -> str:
     scale = getattr(lesson, "normalize", None)
     inputs = (f"; it takes its inputs as training gave them: `lessonflow.training.to_inputs(x, "
               f"{tuple(scale) if scale else None})` (uint8 pixels to [0, 1], then the lesson's normalisation)")
+    if lesson.kind == "seq2seq":
+        inputs = (f"; `model(words)` translates one sentence given as indices into the `source` list of "
+                  f"`torch.load(\"models/{lesson_id}/vocabulary.pt\")` and answers indices into its `target` list")
     return (f"`import lessonflow; model = lessonflow.load(\"{lesson_id}\")` (this workspace; `rev=\"<commit>\"` for "
             f"a commit, through the DVC remote), or the weights alone: `dvc artifacts get <repo> {lesson_id} --rev "
             f"v1.0.0` once a commit is tagged `{lesson_id}@v1.0.0`{inputs}")

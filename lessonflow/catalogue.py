@@ -55,6 +55,8 @@ LESSONS = {
     "stock-updown-lstm": ("LSTM predicting whether tomorrow's close is higher", "001 §13.3"),
     "style-transfer": ("Gatys' style transfer: LBFGS on a photo's pixels against VGG16 features[:8] losses",
                        "001 §8"),
+    "rnn-scratch": ("NumPy 9-10-9 recurrent net with hand-written BPTT predicting the next letter", "001 §9.2"),
+    "seq2seq-fra-eng": ("GRU encoder and attention GRU decoder translating French into English", "001 §12"),
 }
 
 

@@ -17,11 +17,12 @@ from typing import Any
 from tabulate import tabulate
 
 # In order of preference. Accuracy for classifiers, then the error of regressions and
-# reconstructions, then a training loss for lessons that report nothing held out. The dotted keys
+# reconstructions, a translation's BLEU, the NumPy RNN's next-letter accuracy, then a training
+# loss for lessons that report nothing held out. The dotted keys
 # are a training summary's (DVCLive nests them by split), read flattened by the flow's stage table:
 # there the held-out split is the one to show.
 HEADLINE_METRICS = ("test_accuracy", "accuracy", "val.accuracy", "test_mse", "test_rmse", "mse", "rmse",
-                    "test_loss", "best_val_loss", "val.loss", "final_loss", "loss")
+                    "test_bleu", "next_char_accuracy", "test_loss", "best_val_loss", "val.loss", "final_loss", "loss")
 # Bookkeeping numbers that are never a lesson's result (nor is any timing, ``*_seconds``).
 NOT_RESULTS = {"epochs", "seed", "step", "reference_accuracy", "val_samples", "test_samples", "train_samples",
                "test_days", "best_epoch", "iterations", "grid_points",
@@ -72,7 +73,7 @@ def verdict(result: tuple[str, float] | None, reference_accuracy: float | None, 
 
 
 def higher_is_better(metric: str) -> bool:
-    return "accuracy" in metric
+    return "accuracy" in metric or "bleu" in metric
 
 
 def result_id(path: str) -> str | None:

@@ -143,6 +143,30 @@ def class_histogram(shares: np.ndarray, classes: list[str], title: str, referenc
     return figure
 
 
+def heat_map(values: np.ndarray, rows: list[str], columns: list[str], title: str, xlabel: str, ylabel: str):
+    """A matrix of shares in [0, 1] with its row and column labels, e.g. attention weights or next-step probabilities."""
+    figure, axes = plt.subplots(figsize=(0.45 * len(columns) + 2.4, 0.4 * len(rows) + 1.6), dpi=100)
+    image = axes.imshow(values, cmap="bone", vmin=0, vmax=1, aspect="auto")
+    figure.colorbar(image, ax=axes)
+    axes.set_xticks(range(len(columns)), columns, rotation=90)
+    axes.set_yticks(range(len(rows)), rows)
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    figure.tight_layout()
+    return figure
+
+
+def text_table(rows: list[list[str]], headers: list[str], title: str):
+    """Rows of text (e.g. a source sentence, its reference and the model's output) as one picture for the report."""
+    figure, axes = plt.subplots(figsize=(11, 0.22 * len(rows) + 0.7), dpi=100)
+    axes.axis("off")
+    table = axes.table(cellText=rows, colLabels=headers, loc="upper center", cellLoc="left", colLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
 def minimum_curve(x: np.ndarray, y: np.ndarray, title: str, xlabel: str, ylabel: str):
     """A loss over one parameter, its minimum marked (the grid search over w)."""
     best = int(np.argmin(y))

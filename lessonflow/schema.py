@@ -80,6 +80,15 @@ class LessonBase(Strict):
         return self
 
 
+def on_sample_data(lesson: LessonBase, data_source: str, sources: tuple[str, ...]) -> LessonBase:
+    """``lesson`` with its ``embedded:`` settings in place when ``data_source`` is one of the sample ``sources``:
+    for a kind whose ``embedded`` block holds replacements of its own keys."""
+    budget = getattr(lesson, "embedded", None)
+    if data_source not in sources or budget is None:
+        return lesson
+    return lesson.model_copy(update=budget.model_dump(exclude_none=True))
+
+
 def unknown(what: str, name: str, allowed: Any) -> str:
     return f"unknown {what} {name!r}; allowed: {', '.join(sorted(allowed))}"
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from lessonflow.errors import ParamsError
+
 if TYPE_CHECKING:
     from lessonflow.schema import ModelParams
 
@@ -47,6 +49,16 @@ def check_model_args(name: str, kwargs: dict) -> None:
         bad = [a for a in kwargs["activations"] if a not in ACTIVATIONS]
         if bad:
             raise ValueError(f"activations: unknown activation {bad[0]!r}; allowed: {', '.join(ACTIVATIONS)}")
+
+
+def require_model(model: ModelParams, name: str, trainer: str) -> None:
+    """For a kind that trains one architecture only: ``model`` must name it, with arguments it takes."""
+    if model.name != name:
+        raise ParamsError(f"model.name: {trainer} trains the {name!r} net (got {model.name!r}); allowed: {name}")
+    try:
+        check_model_args(model.name, model.kwargs())
+    except ValueError as err:
+        raise ParamsError(f"model.{err}") from None
 
 
 def build_model(name: str, kwargs: dict, *, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -343,6 +355,60 @@ class GAN(nn.Module):
 
     def forward(self, z):
         return self.generator(z)
+
+
+SOS, EOS = 0, 1  # the first two words of every vocabulary of a translation model (001 §12)
+
+
+@register("attention_seq2seq")
+class AttentionSeq2Seq(nn.Module):
+    """001 §12: a GRU encoder and a GRU decoder that attends over the encoder's outputs, one word per step.
+
+    ``in_shape`` is ``(source vocabulary size,)`` and ``num_classes`` the target vocabulary's. The encoder
+    reads the whole sentence in one GRU call (the seed's loop of single steps, the same arithmetic); the
+    decoder is the seed's ``AttnDecoderRNN``: attention weights over ``max_length`` positions from the
+    embedded word and the hidden state, ReLU, GRU, log-softmax.
+    """
+
+    def __init__(self, in_shape, num_classes, hidden: int = 256, dropout: float = 0.1, max_length: int = 10):
+        super().__init__()
+        self.max_length = max_length
+        self.source_embedding = nn.Embedding(in_shape[0], hidden)
+        self.encoder = nn.GRU(hidden, hidden)
+        self.embedding = nn.Embedding(num_classes, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.attn = nn.Linear(hidden * 2, max_length)
+        self.attn_combine = nn.Linear(hidden * 2, hidden)
+        self.gru = nn.GRUCell(hidden, hidden)  # the seed's one-layer GRU fed one step: the same weights and arithmetic
+        self.out = nn.Linear(hidden, num_classes)
+
+    def encode(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's outputs padded to ``max_length`` rows, and its last hidden state (the decoder's first)."""
+        outputs, hidden = self.encoder(self.source_embedding(source).unsqueeze(1))
+        padded = outputs.new_zeros(self.max_length, outputs.shape[-1])
+        padded[:len(source)] = outputs[:, 0]
+        return padded, hidden[0]
+
+    def step(self, word: torch.Tensor, hidden: torch.Tensor, encoded: torch.Tensor):
+        """One decoder step: log-probabilities of the next word, the new hidden state, the attention weights."""
+        embedded = self.dropout(self.embedding(word).view(1, -1))
+        weights = torch.softmax(self.attn(torch.cat((embedded, hidden), 1)), dim=1)
+        combined = self.attn_combine(torch.cat((embedded, weights @ encoded), 1))
+        hidden = self.gru(torch.relu(combined), hidden)
+        return torch.log_softmax(self.out(hidden), dim=1), hidden, weights
+
+    def forward(self, source: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+        """Greedy translation of one sentence (word indices, ``EOS`` last): the words and each step's attention."""
+        encoded, hidden = self.encode(source)
+        word, words, attention = torch.tensor([SOS], device=source.device), [], []
+        for _ in range(self.max_length):
+            log_probs, hidden, weights = self.step(word, hidden, encoded)
+            attention.append(weights[0])
+            word = log_probs.argmax(1)
+            words.append(int(word))
+            if words[-1] == EOS:
+                break
+        return words, torch.stack(attention)
 
 
 class FrozenScaleBatchNorm(nn.BatchNorm2d):

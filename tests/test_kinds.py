@@ -17,7 +17,8 @@ from conftest import ROOT, project_params
 from lessonflow.codedeps import closure, kind_module
 from lessonflow.contract import Checkpoint, Evaluated, Saved, Trained
 from lessonflow.datasets.toy import POINT_SETS
-from lessonflow.kinds import KINDS, classifier, foundation_grid, kind_of, scratch_line, style_transfer
+from lessonflow.kinds import KINDS, classifier, foundation_grid, kind_of, rnn_scratch, scratch_line, seq2seq, style_transfer
+from lessonflow.params import parse_params
 from lessonflow.records import run_facts
 from lessonflow.schema import ParamsError
 
@@ -105,6 +106,63 @@ def test_nearest_neighbours_predict_the_mean_of_the_closest_rows():
     result = scratch_line.evaluate(lesson, name="knn", data=data, device=CPU, saved=as_saved(trained, "sample"))
     assert result.metrics["prediction_at_query"] == pytest.approx(35.0)  # the rows at RM 7 and 8
     assert set(result.images) == {"fit.png"}  # a lazy learner has no training curve
+
+
+def test_the_seeds_rnn_learns_its_letters_and_answers_its_two_questions():
+    lesson = rnn_scratch.Lesson.model_validate(project_params()["lessons"]["rnn-scratch"])
+    trained = rnn_scratch.train(lesson, name="rnn", data={}, device=CPU, checkpoint=UNUSED)
+    assert trained.device == "cpu" and trained.history[-1]["loss"] < trained.history[0]["loss"]
+    result = rnn_scratch.evaluate(lesson, name="rnn", data={}, device=CPU, saved=as_saved(trained, "embedded"))
+    assert (result.metrics["next_after_c"], result.metrics["next_after_fg"]) == ("d", "h")  # what the seed expected
+    assert result.metrics["next_char_accuracy"] == 1.0 and result.metrics["data_source"] == "embedded"
+    assert set(result.images) == {"next_letter.png"}
+
+
+def refused(lesson_id: str, **entry) -> str:
+    """The one line params.yaml's check gives for the project's lesson with ``entry``'s keys changed."""
+    raw = project_params()
+    raw["lessons"][lesson_id].update(entry)
+    with pytest.raises(ParamsError) as error:
+        parse_params(raw, lessons=[lesson_id], datasets=[])
+    return str(error.value).splitlines()[-1].strip()
+
+
+def test_a_sequence_lesson_with_a_bad_entry_is_refused_naming_the_key():
+    assert refused("rnn-scratch", sequences={"abz": "bcd"}) == \
+        "lessons.rnn-scratch.sequences: 'abz' -> 'bcd' uses z, not in alphabet 'abcdefghi'"
+    assert refused("rnn-scratch", queries={"ab": "cd"}).startswith("lessons.rnn-scratch.queries: 'ab' -> 'cd': a query")
+    assert refused("seq2seq-fra-eng", model={"name": "mlp"}) == (
+        "lessons.seq2seq-fra-eng.model.name: a translation lesson trains the 'attention_seq2seq' net (got 'mlp'); "
+        "allowed: attention_seq2seq")
+
+
+PHRASES = [["j ai deux ans .", "i am two years old ."], ["il a deux ans .", "he is two years old ."],
+           ["j ai trois ans .", "i am three years old ."], ["il a trois ans .", "he is three years old ."]]
+
+
+def test_a_translation_model_trains_and_scores_held_out_pairs_in_memory():
+    lesson = seq2seq.Lesson.model_validate({
+        "kind": "seq2seq", "dataset": "fra-eng", "iterations": 40, "record_every": 10, "learning_rate": 0.05,
+        "model": {"name": "attention_seq2seq", "hidden": 16, "dropout": 0.1, "max_length": 10}})
+    data = {"train_pairs": PHRASES[:3], "test_pairs": PHRASES[3:], "source": "embedded"}
+    torch.manual_seed(0)
+    trained = seq2seq.train(lesson, name="s2s", data=data, device=CPU, checkpoint=UNUSED)
+    assert len(trained.history) == 4 and trained.summary["train_pairs"] == 3
+    assert trained.states["vocabulary"]["target"][:4] == ["<SOS>", "<EOS>", "i", "am"]
+    assert trained.network.built_for == {"input_shape": [len(trained.states["vocabulary"]["source"])],
+                                         "outputs": len(trained.states["vocabulary"]["target"])}
+    result = seq2seq.evaluate(lesson, name="s2s", data=data, device=CPU, saved=as_saved(trained, "embedded"))
+    assert 0 <= result.metrics["test_bleu"] <= 100 and result.metrics["test_exact_match"] in (0.0, 1.0)
+    assert result.metrics["test_pairs"] == 1 and result.metrics["data_source"] == "embedded"
+    assert set(result.images) == {"held_out_translations.png", "attention.png"}
+
+
+def test_the_translation_lessons_embedded_budget_applies_to_the_embedded_data_only():
+    lesson = seq2seq.Lesson.model_validate(project_params()["lessons"]["seq2seq-fra-eng"])
+    assert lesson.iterations == 75000 and lesson.for_source("official").iterations == 75000
+    resolved = lesson.for_source("embedded")
+    assert (resolved.iterations, resolved.learning_rate) == (lesson.embedded.iterations, lesson.embedded.learning_rate)
+    assert resolved.model_copy(update={"iterations": lesson.iterations, "learning_rate": lesson.learning_rate}) == lesson
 
 
 def test_every_kind_is_a_module_with_its_schema_and_its_two_functions():

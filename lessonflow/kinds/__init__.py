@@ -54,6 +54,11 @@ def _mini_framework() -> Kind:
     return mini_framework
 
 
+def _rnn_scratch() -> Kind:
+    from lessonflow.kinds import rnn_scratch
+    return rnn_scratch
+
+
 def _scratch_classifier() -> Kind:
     from lessonflow.kinds import scratch_classifier
     return scratch_classifier
@@ -62,6 +67,11 @@ def _scratch_classifier() -> Kind:
 def _scratch_line() -> Kind:
     from lessonflow.kinds import scratch_line
     return scratch_line
+
+
+def _seq2seq() -> Kind:
+    from lessonflow.kinds import seq2seq
+    return seq2seq
 
 
 def _stock() -> Kind:
@@ -85,6 +95,7 @@ KINDS: dict[str, Callable[[], Kind]] = {
     "foundation_linear": _foundation_linear, "gan": _gan, "mini_framework": _mini_framework,
     "scratch_classifier": _scratch_classifier, "scratch_line": _scratch_line, "stock": _stock, "tabular": _tabular,
     "style_transfer": _style_transfer,
+    "rnn_scratch": _rnn_scratch, "seq2seq": _seq2seq,
 }
 
 

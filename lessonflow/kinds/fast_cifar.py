@@ -16,8 +16,8 @@ from pydantic import Field, model_validator
 from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.fastcifar import Recipe, predict, train_fast
 from lessonflow.kinds.classifier import scored_classifier, trained_classifier
-from lessonflow.schema import LessonBase, ModelParams, ParamsError, Strict
-from lessonflow.zoo import check_model_args
+from lessonflow.schema import LessonBase, ModelParams, Strict, on_sample_data
+from lessonflow.zoo import require_model
 
 SAMPLE_SOURCES = ("embedded", "synthetic")
 
@@ -37,20 +37,12 @@ class FastCifarLesson(Recipe, LessonBase):
 
     @model_validator(mode="after")
     def _airbench_model(self) -> FastCifarLesson:
-        if self.model.name != "airbench":
-            raise ParamsError(f"model.name: the fast recipe trains the 'airbench' net (got {self.model.name!r}); "
-                              "allowed: airbench")
-        try:
-            check_model_args(self.model.name, self.model.kwargs())
-        except ValueError as err:
-            raise ParamsError(f"model.{err}") from None
+        require_model(self.model, "airbench", "the fast recipe")
         return self
 
     def for_source(self, data_source: str) -> FastCifarLesson:
         """The recipe as it trains on this data: the ``embedded`` budget's settings on the sample images."""
-        if data_source not in SAMPLE_SOURCES or self.embedded is None:
-            return self
-        return self.model_copy(update=self.embedded.model_dump(exclude_none=True))
+        return on_sample_data(self, data_source, SAMPLE_SOURCES)
 
 
 Lesson = FastCifarLesson

@@ -29,9 +29,9 @@ run: install
 	@echo "Next, in this shell: source .venv/bin/activate, then dvc metrics show, dvc plots show, lessonflow compare"
 
 # The contributor's tier (minutes): every unit test, the docs test and one real `dvc repro` slice, on
-# one worker per core (at most 4): a file's tests, and the tests sharing a session build, share a worker.
+# one worker per core (at most 4); a file's tests run in order in one worker (the docs test needs it).
 test: install
-	$(BIN)/python -m pytest -m "not slow and not long" -n auto --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not long" -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 # Everything CI runs: the above plus the long end-to-end, reliability, schedule and flow tests.
 test-all: install

@@ -100,21 +100,11 @@ def killed_after_checkpoint(checkpoint: Path):
     assert checkpoint.exists()
 
 
-SHARED_BUILDS = ("newcomer", "quick_built")  # session fixtures that build: their users share one xdist worker
-
-
 def pytest_collection_modifyitems(items) -> None:
-    """A test of the whole default build belongs to `make test-all`: the build alone takes minutes.
-
-    Under `pytest -n … --dist loadgroup` (`make test`) a file's tests stay in one worker, with every test
-    that uses the same session build, so no worker builds what another already has.
-    """
+    """A test of the whole default build belongs to `make test-all`: the build alone takes minutes."""
     for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        if "built_project" in fixtures:
+        if "built_project" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.long)
-        shared = next((name for name in SHARED_BUILDS if name in fixtures), None)
-        item.add_marker(pytest.mark.xdist_group(shared or item.module.__name__))
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,15 @@ LESSONS = {
     "stock-lstm": ("LSTM forecasting tomorrow's close from a window of past days", "001 §13.3"),
     "stock-updown": ("MLP predicting whether tomorrow's close is higher", "001 §13.2 \"涨跌\""),
     "stock-updown-lstm": ("LSTM predicting whether tomorrow's close is higher", "001 §13.3"),
+    "cifar8-vgg": ("small VGG-style CNN trained on the CIFAR-10 classes other than cat and dog: "
+                   "catdog-vgg16's frozen backbone (on the embedded profile, in place of ImageNet's VGG16)", "001 §7.5.4"),
+    "cifar8-resnet": ("small ResNet trained on the CIFAR-10 classes other than cat and dog: "
+                      "catdog-resnet50's frozen backbone (on the embedded profile, in place of ImageNet's ResNet50)",
+                      "001 §7.5.6"),
+    "catdog-vgg16": ("frozen VGG-style backbone with the seed's two-hidden-layer head for cat vs dog, "
+                     "beside the same net trained from scratch on the same few images", "001 §4, §7.5.4"),
+    "catdog-resnet50": ("frozen ResNet backbone with a new fc for cat vs dog, "
+                        "beside the same net trained from scratch on the same few images", "001 §7.5.6"),
 }
 
 

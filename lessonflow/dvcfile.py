@@ -43,9 +43,19 @@ def _code(name: str) -> str:
     return fingerprints.path(name)
 
 
+def upstream(lesson: Any) -> str:
+    """What a lesson's training reads besides its code: a transfer lesson's backbone model, else its data.
+
+    DVC cannot give one stage of a ``foreach`` more deps than another, so every train stage lists
+    this one: a lesson without a ``backbone:`` repeats its prepared data, a dep it has anyway.
+    """
+    backbone = getattr(lesson, "backbone", None)
+    return f"models/{backbone}" if backbone else f"data/prepared/{lesson.dataset}.pt"
+
+
 def variables(params: Any) -> list[dict[str, Any]]:
-    """The ``vars:`` section: each lesson's dataset and kind, which its train and evaluate stages read."""
-    return [{LESSON_ITEMS: {lid: {"dataset": lesson.dataset, "kind": lesson.kind}
+    """The ``vars:`` section: each lesson's dataset, kind and upstream, which its train and evaluate stages read."""
+    return [{LESSON_ITEMS: {lid: {"dataset": lesson.dataset, "kind": lesson.kind, "upstream": upstream(lesson)}
                             for lid, lesson in params.lessons.items()}}]
 
 
@@ -55,7 +65,8 @@ def _lesson_stage(verb: str) -> dict[str, Any]:
     deps = [_code(f"{verb}-${{item.kind}}"), "data/prepared/${item.dataset}.pt"]
     if verb == "train":
         return {"foreach": items, "do": {
-            "cmd": "python -m stages.train ${key}", "deps": deps, "params": ["device", "lessons.${key}"],
+            "cmd": "python -m stages.train ${key}", "deps": [*deps, "${item.upstream}"],
+            "params": ["device", "lessons.${key}"],
             "outs": [{"models/${key}": {"persist": True}}],
             "metrics": [{"results/${key}/train/metrics.json": {"persist": True, "cache": False}}],
             "plots": [{"results/${key}/train/plots": {"persist": True, "cache": False, "x": "step"}}],

@@ -12,7 +12,7 @@ from typing import Any
 from lessonflow.catalogue import describe
 
 # The kinds whose models/<id>/model.pt is the state dict of a zoo model named by the lesson's ``model:``.
-TORCH_MODEL_KINDS = ("autoencoder", "classifier", "fast_cifar", "gan", "stock", "tabular")
+TORCH_MODEL_KINDS = ("autoencoder", "classifier", "fast_cifar", "gan", "stock", "tabular", "backbone", "transfer")
 
 
 def registered(params: Any) -> list[str]:

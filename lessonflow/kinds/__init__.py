@@ -19,6 +19,11 @@ def _autoencoder() -> Kind:
     return autoencoder
 
 
+def _backbone() -> Kind:
+    from lessonflow.kinds import backbone
+    return backbone
+
+
 def _classifier() -> Kind:
     from lessonflow.kinds import classifier
     return classifier
@@ -74,11 +79,17 @@ def _tabular() -> Kind:
     return tabular
 
 
+def _transfer() -> Kind:
+    from lessonflow.kinds import transfer
+    return transfer
+
+
 KINDS: dict[str, Callable[[], Kind]] = {
     "autoencoder": _autoencoder, "classifier": _classifier, "fast_cifar": _fast_cifar,
     "foundation_descent": _foundation_descent, "foundation_grid": _foundation_grid,
     "foundation_linear": _foundation_linear, "gan": _gan, "mini_framework": _mini_framework,
     "scratch_classifier": _scratch_classifier, "scratch_line": _scratch_line, "stock": _stock, "tabular": _tabular,
+    "backbone": _backbone, "transfer": _transfer,
 }
 
 

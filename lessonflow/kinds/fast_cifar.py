@@ -16,10 +16,9 @@ from pydantic import Field, model_validator
 from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.fastcifar import Recipe, predict, train_fast
 from lessonflow.kinds.classifier import scored_classifier, trained_classifier
-from lessonflow.schema import LessonBase, ModelParams, ParamsError, Strict
+from lessonflow.schema import SAMPLE_SOURCES, LessonBase, ModelParams, ParamsError, Strict
 from lessonflow.zoo import check_model_args
 
-SAMPLE_SOURCES = ("embedded", "synthetic")
 
 
 class SampleBudget(Strict):

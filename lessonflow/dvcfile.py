@@ -31,11 +31,13 @@ HEADER = """\
 # Each stage depends on its data, its params and the project modules it runs, the last through one
 # file of fingerprints/ (each module's md5, listed): `check` depends on every module and rewrites
 # those files, and only the ones whose modules changed change, so an edit rebuilds exactly the
-# stages that run it (`lessonflow status` lists them before `dvc repro`). Outputs are `persist` and
-# written atomically by the stages, so a failed or killed stage leaves the previous results in
-# place. Metrics files and per-epoch curves are small and `cache: false`: git tracks them, so any
-# clone compares commits (`dvc metrics diff`, `lessonflow compare`) without building or pulling;
-# models, prepared data and images stay in DVC's cache and travel by `dvc push`/`pull`.
+# stages that run it (`lessonflow status` lists them before `dvc repro`). A train stage also depends
+# on its lesson's `upstream`: a transfer lesson's backbone model, else its own data again. Outputs
+# are `persist` and written atomically by the stages, so a failed or killed stage leaves the
+# previous results in place. Metrics files and per-epoch curves are small and `cache: false`: git
+# tracks them, so any clone compares commits (`dvc metrics diff`, `lessonflow compare`) without
+# building or pulling; models, prepared data and images stay in DVC's cache and travel by
+# `dvc push`/`pull`.
 """
 
 

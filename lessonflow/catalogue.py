@@ -57,6 +57,15 @@ LESSONS = {
                        "001 §8"),
     "rnn-scratch": ("NumPy 9-10-9 recurrent net with hand-written BPTT predicting the next letter", "001 §9.2"),
     "seq2seq-fra-eng": ("GRU encoder and attention GRU decoder translating French into English", "001 §12"),
+    "cifar8-vgg": ("small VGG-style CNN trained on the CIFAR-10 classes other than cat and dog: "
+                   "catdog-vgg16's frozen backbone (on the embedded profile, in place of ImageNet's VGG16)", "001 §7.5.4"),
+    "cifar8-resnet": ("small ResNet trained on the CIFAR-10 classes other than cat and dog: "
+                      "catdog-resnet50's frozen backbone (on the embedded profile, in place of ImageNet's ResNet50)",
+                      "001 §7.5.6"),
+    "catdog-vgg16": ("frozen VGG-style backbone with the seed's two-hidden-layer head for cat vs dog, "
+                     "beside the same net trained from scratch on the same few images", "001 §4, §7.5.4"),
+    "catdog-resnet50": ("frozen ResNet backbone with a new fc for cat vs dog, "
+                        "beside the same net trained from scratch on the same few images", "001 §7.5.6"),
 }
 
 

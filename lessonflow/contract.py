@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_SUFFIX = "checkpoint.pt"  # every checkpoint's file name ends so: the train stage deletes them when done
 Prepared = dict[str, Any]  # a prepared dataset as ``datasets.load_prepared`` reads it: tensors and facts by name
+BACKBONE = "backbone"  # for a lesson with a ``backbone:``, the key of that lesson's saved model in its Prepared
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,13 @@ HEADER = """\
 # Each stage depends on its data, its params and the project modules it runs, the last through one
 # file of fingerprints/ (each module's md5, listed): `check` depends on every module and rewrites
 # those files, and only the ones whose modules changed change, so an edit rebuilds exactly the
-# stages that run it (`lessonflow status` lists them before `dvc repro`). Outputs are `persist` and
-# written atomically by the stages, so a failed or killed stage leaves the previous results in
-# place. Metrics files and per-epoch curves are small and `cache: false`: git tracks them, so any
-# clone compares commits (`dvc metrics diff`, `lessonflow compare`) without building or pulling;
-# models, prepared data and images stay in DVC's cache and travel by `dvc push`/`pull`.
+# stages that run it (`lessonflow status` lists them before `dvc repro`). A train stage also depends
+# on its lesson's `upstream`: a transfer lesson's backbone model, else its own data again. Outputs
+# are `persist` and written atomically by the stages, so a failed or killed stage leaves the
+# previous results in place. Metrics files and per-epoch curves are small and `cache: false`: git
+# tracks them, so any clone compares commits (`dvc metrics diff`, `lessonflow compare`) without
+# building or pulling; models, prepared data and images stay in DVC's cache and travel by
+# `dvc push`/`pull`.
 """
 
 
@@ -43,9 +45,19 @@ def _code(name: str) -> str:
     return fingerprints.path(name)
 
 
+def upstream(lesson: Any) -> str:
+    """What a lesson's training reads besides its code: a transfer lesson's backbone model, else its data.
+
+    DVC cannot give one stage of a ``foreach`` more deps than another, so every train stage lists
+    this one: a lesson without a ``backbone:`` repeats its prepared data, a dep it has anyway.
+    """
+    backbone = getattr(lesson, "backbone", None)
+    return f"models/{backbone}" if backbone else f"data/prepared/{lesson.dataset}.pt"
+
+
 def variables(params: Any) -> list[dict[str, Any]]:
-    """The ``vars:`` section: each lesson's dataset and kind, which its train and evaluate stages read."""
-    return [{LESSON_ITEMS: {lid: {"dataset": lesson.dataset, "kind": lesson.kind}
+    """The ``vars:`` section: each lesson's dataset, kind and upstream, which its train and evaluate stages read."""
+    return [{LESSON_ITEMS: {lid: {"dataset": lesson.dataset, "kind": lesson.kind, "upstream": upstream(lesson)}
                             for lid, lesson in params.lessons.items()}}]
 
 
@@ -55,7 +67,8 @@ def _lesson_stage(verb: str) -> dict[str, Any]:
     deps = [_code(f"{verb}-${{item.kind}}"), "data/prepared/${item.dataset}.pt"]
     if verb == "train":
         return {"foreach": items, "do": {
-            "cmd": "python -m stages.train ${key}", "deps": deps, "params": ["device", "lessons.${key}"],
+            "cmd": "python -m stages.train ${key}", "deps": [*deps, "${item.upstream}"],
+            "params": ["device", "lessons.${key}"],
             "outs": [{"models/${key}": {"persist": True}}],
             "metrics": [{"results/${key}/train/metrics.json": {"persist": True, "cache": False}}],
             "plots": [{"results/${key}/train/plots": {"persist": True, "cache": False, "x": "step"}}],

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from lessonflow.datasets import NAMES as DATASET_NAMES
 from lessonflow.datasets import spec as dataset_spec
@@ -24,10 +24,22 @@ from lessonflow.schema import (
 
 
 class EnsembleParams(Strict):
-    """Trained classifiers of one dataset whose saved class probabilities are combined."""
+    """Trained classifiers of one dataset whose saved class probabilities are combined.
+
+    ``blend``: fixed weights of the members' logits, one per member in their order (001 §5.4's
+    0.6 / 0.4), scored as a fourth method beside the three the stage always runs.
+    """
 
     dataset: str
     members: list[str] = Field(min_length=1)
+    blend: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _one_weight_per_member(self) -> EnsembleParams:
+        if self.blend is not None and (len(self.blend) != len(self.members) or min(self.blend) < 0):
+            raise ParamsError(f"blend: {len(self.members)} weights of at least 0 expected, one per member "
+                             f"({', '.join(self.members)}); got {self.blend}")
+        return self
 
 
 class Params(Strict):
@@ -62,6 +74,15 @@ def check_members(name: str, group: EnsembleParams, declared: dict, lessons: dic
             return [f"{key}.members: {member!r} trains on the validation split the ensemble fits its "
                     f"weights on (lessons.{member}.train_split: train+val); set it to 'train' or leave the lesson out"]
     return []
+
+
+def check_backbone(lesson_id: str, lesson: LessonBase | None, lessons: dict[str, dict]) -> list[str]:
+    """A transfer lesson's ``backbone:`` names another lesson, whose saved model it builds on."""
+    upstream = getattr(lesson, "backbone", None)
+    if upstream is None or (upstream in lessons and upstream != lesson_id):
+        return []
+    others = [key for key in lessons if key != lesson_id]
+    return [f"lessons.{lesson_id}.backbone: {unknown('lesson', upstream, others)}"]
 
 
 def check_source(name: str, entry: DatasetParams) -> list[str]:
@@ -136,6 +157,8 @@ def parse_params(raw: dict[str, Any], *, lessons: Iterable[str] | None = None,
         parsed[lesson_id], errors = parse_lesson(lesson_id, entries[lesson_id], names)
         problems += errors
     lesson_entries = {key: entry for key, entry in entries.items() if isinstance(entry, dict)}
+    for lesson_id, lesson in parsed.items():
+        problems += check_backbone(lesson_id, lesson, lesson_entries)
     for name, group in valid_entries(raw, "ensembles", EnsembleParams).items() if names is not None else ():
         problems += check_members(name, group, names, lesson_entries)
     if problems or top is None:

@@ -12,7 +12,7 @@ from typing import Any
 from lessonflow.catalogue import describe
 
 # The kinds whose models/<id>/model.pt is the state dict of a zoo model named by the lesson's ``model:``.
-TORCH_MODEL_KINDS = ("autoencoder", "classifier", "fast_cifar", "gan", "seq2seq", "stock", "tabular")
+TORCH_MODEL_KINDS = ("autoencoder", "backbone", "classifier", "fast_cifar", "gan", "seq2seq", "stock", "tabular", "transfer")
 
 
 def registered(params: Any) -> list[str]:

@@ -22,6 +22,7 @@ SourceName = Literal["auto", "embedded", "official", "mirror", "csv"]
 OptimizerName = Literal["sgd", "adam", "adamax", "rprop"]
 ScheduleName = Literal["constant", "onecycle"]
 TrainSplit = Literal["train", "train+val"]
+SAMPLE_SOURCES = ("embedded", "synthetic")  # data sources of the embedded profile (CIFAR's says what its images are)
 
 
 class Strict(BaseModel):

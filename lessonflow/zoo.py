@@ -229,6 +229,38 @@ class CifarResNet(nn.Module):
         return self.fc(self.features(x))
 
 
+@register("vgg_small")
+class SmallVGG(nn.Module):
+    """VGG16's shape at CIFAR scale, for the transfer lessons' CPU-fast backbone (001 §7.5.4).
+
+    ``features`` (pairs of 3x3 conv+ReLU, then a 2x2 max-pool, per entry of ``channels``; an
+    adaptive average pool to ``pool`` x ``pool``; flattened) is what a transfer lesson freezes;
+    ``classifier`` is the seed's head (Linear, ReLU, Dropout twice, then the output Linear) with
+    its 4096 units scaled down to ``hidden``, as torchvision's VGG16 names both parts.
+    ``batch_norm`` puts a BatchNorm after each conv (torchvision's ``vgg16_bn``), which lets a
+    narrow net learn in the few epochs a CPU build affords.
+    """
+
+    def __init__(self, in_shape, num_classes, channels: list[int] = (16, 32, 64), pool: int = 2,
+                 hidden: int = 128, dropout: float = 0.5, batch_norm: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_shape[0]
+        for out in channels:
+            for conv_in in (width, out):
+                layers += [nn.Conv2d(conv_in, out, 3, padding=1),
+                           *([nn.BatchNorm2d(out)] if batch_norm else []), nn.ReLU(inplace=True)]
+            layers.append(nn.MaxPool2d(2))
+            width = out
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool), nn.Flatten())
+        self.classifier = nn.Sequential(
+            nn.Linear(width * pool * pool, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
 class InceptionA(nn.Module):
     """The course's Inception block (003 L): four branches run side by side, concatenated on channels.
 

@@ -32,11 +32,12 @@ def check_declared(root: Path, name: str, members: list[str]) -> None:
 
 
 def ensemble(name, params, layout):
-    """Combine the members' test probabilities by vote, average and validation-fitted weighted average."""
-    members = params.ensembles[name].members
+    """Combine the members' test probabilities by vote, average, validation-fitted weighted average (and a fixed blend)."""
+    group = params.ensembles[name]
+    members = group.members
     check_declared(layout.root, name, members)
     predictions = {member: load_predictions(layout.predictions(member)) for member in members}
-    metrics, predicted = combine(predictions)
+    metrics, predicted = combine(predictions, group.blend)
     rows = table_rows(metrics)
     with live_log(layout.ensemble_log(name)) as live:
         live.summary.update(metrics)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from lessonflow.atomic import atomic_path
-from lessonflow.contract import CHECKPOINT_SUFFIX, Checkpoint
+from lessonflow.contract import BACKBONE, CHECKPOINT_SUFFIX, Checkpoint
 from lessonflow.datasets import load_prepared
 from lessonflow.kinds import kind_of
 from lessonflow.records import live_log, log_curves, run_facts, trained_with
@@ -32,6 +32,18 @@ def fingerprint(lesson: LessonBase, *inputs: Path) -> str:
     return digest.hexdigest()
 
 
+def backbone_file(lesson_id, lesson, layout) -> Path | None:
+    """The saved model of the lesson a transfer lesson builds on (its ``backbone:``), which must exist."""
+    upstream = getattr(lesson, BACKBONE, None)
+    if upstream is None:
+        return None
+    path = layout.model(upstream)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the backbone of lessons.{lesson_id} is missing; "
+                                f"run `dvc repro train@{upstream}` first")
+    return path
+
+
 def train(lesson_id, params, layout):
     """Train one lesson's model (resuming from its checkpoint when params, data and code are unchanged)."""
     lesson = params.lessons[lesson_id]
@@ -39,7 +51,11 @@ def train(lesson_id, params, layout):
     make_deterministic(lesson.seed)
     prepared = layout.prepared(lesson.dataset)
     data = load_prepared(prepared)
-    checkpoint = Checkpoint(layout.checkpoint(lesson_id), fingerprint(lesson, prepared), lesson_id)
+    inputs = [prepared]
+    if (backbone := backbone_file(lesson_id, lesson, layout)) is not None:
+        data[BACKBONE] = torch.load(backbone, weights_only=True)
+        inputs.append(backbone)
+    checkpoint = Checkpoint(layout.checkpoint(lesson_id), fingerprint(lesson, *inputs), lesson_id)
     trained = kind_of(lesson.kind).train(lesson.for_source(data["source"]), name=lesson_id, data=data,
                                          device=device, checkpoint=checkpoint)
     for stem, state in trained.states.items():

@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT, project_params
 from lessonflow.datasets import download_dataset, load_prepared, prepare_dataset
 from lessonflow.ensemble import (
-    Predictions, combine, fit_weights, majority_vote, oracle_accuracy, soft_average, weighted_average,
+    Predictions, combine, fit_weights, majority_vote, oracle_accuracy, soft_average, table_rows, weighted_average,
 )
 from lessonflow.params import ParamsError, load_params, parse_params
 from stages.ensemble import check_declared
@@ -95,6 +95,28 @@ def test_weights_are_fitted_on_validation_and_never_see_the_test_labels():
     assert metrics["methods"]["weighted_average"] == metrics["test_accuracy"] == 1.0
     assert metrics["oracle"] == 1.0 and metrics["best_member"] == "a"
     assert set(predicted) == {"majority_vote", "soft_average", "weighted_average"}
+
+
+def test_a_fixed_blend_is_a_fourth_method_ranking_classes_as_the_blend_of_the_members_logits():
+    generator = np.random.default_rng(0)
+    logits = generator.normal(size=(2, 2, 40, 3)) * 3  # (members, val/test, samples, classes)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    y = generator.integers(0, 3, size=40)
+    members = {name: Predictions(probs[i, 0], y, probs[i, 1], y) for i, name in enumerate(("vgg", "resnet"))}
+    metrics, predicted = combine(members, [0.6, 0.4])
+    assert np.array_equal(predicted["fixed_blend"], (0.6 * logits[0, 1] + 0.4 * logits[1, 1]).argmax(1))
+    assert list(metrics["methods"]) == ["majority_vote", "soft_average", "weighted_average", "fixed_blend"]
+    assert metrics["blend"] == {"vgg": 0.6, "resnet": 0.4}
+    assert [row[1] for row in table_rows(metrics)][-2:] == ["fixed_blend", "oracle (any member right)"]
+    assert "fixed_blend" not in combine(members)[0]["methods"]  # the other ensembles' metrics stay as they were
+
+
+def test_a_blend_needs_one_weight_per_member():
+    raw = project_params()
+    raw["ensembles"]["catdog"]["blend"] = [0.6]
+    with pytest.raises(ParamsError, match=r"ensembles.catdog.blend: 2 weights of at least 0 expected, one per member "
+                                          r"\(catdog-vgg16, catdog-resnet50\); got \[0.6\]"):
+        parse_params(raw, lessons=[])
 
 
 def test_members_scored_on_other_samples_are_refused():

@@ -21,6 +21,7 @@ from lessonflow.kinds import KINDS, classifier, foundation_grid, kind_of, rnn_sc
 from lessonflow.params import parse_params
 from lessonflow.records import run_facts
 from lessonflow.schema import ParamsError
+from lessonflow.zoo import build_model
 
 CPU = torch.device("cpu")
 UNUSED = Checkpoint(Path("never-written.pt"), "", "")  # the NumPy kinds keep no checkpoint
@@ -170,7 +171,7 @@ def test_every_kind_is_a_module_with_its_schema_and_its_two_functions():
         kind = kind_of(name)
         assert kind.__name__ == kind_module(name)
         assert callable(kind.train) and callable(kind.evaluate) and kind.Lesson.model_fields["kind"]
-    with pytest.raises(ParamsError, match="unknown lesson kind 'nope'; allowed: autoencoder, classifier"):
+    with pytest.raises(ParamsError, match="unknown lesson kind 'nope'; allowed: autoencoder, backbone, classifier"):
         kind_of("nope")
 
 
@@ -193,3 +194,78 @@ def test_no_kind_writes_a_file_or_knows_where_files_go(name):
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert not (used | imported) & WRITERS, sorted((used | imported) & WRITERS)
     assert "lessonflow.paths" not in {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+
+
+@pytest.fixture
+def shapes() -> dict:
+    """Four classes of 16×16 colour images (stripes one way or the other, a bright or a dark square), few enough
+    to train a backbone in a second: classes 1 and 3 play cat and dog, which the backbone never sees."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(240) % 4
+    images = torch.rand(240, 3, 16, 16, generator=generator) * 60
+    images[labels == 0, :, ::4] += 150
+    images[labels == 1, :, :, ::4] += 150
+    images[labels == 2, :, 4:12, 4:12] += 150
+    images[labels == 3, :, 4:12, 4:12] += 90
+    images = images.clamp(0, 255).to(torch.uint8)
+    return {"dataset": "shapes", "x_train": images[:160], "y_train": labels[:160], "x_val": images[160:200],
+            "y_val": labels[160:200], "x_test": images[200:], "y_test": labels[200:],
+            "classes": ["rows", "columns", "bright", "dark"], "source": "synthetic"}
+
+
+def tiny_transfer(model: dict, **extra) -> tuple:
+    """A backbone lesson and a transfer lesson on ``shapes``, both with ``model``."""
+    common = {"dataset": "shapes", "model": model, "optimizer": {"name": "adam", "lr": 0.01}, "batch_size": 16,
+              "normalize": [0.5, 0.5]}
+    backbone = kind_of("backbone").Lesson.model_validate(
+        {**common, "kind": "backbone", "held_out_classes": [1, 3], "epochs": 4})
+    transfer = kind_of("transfer").Lesson.model_validate(
+        {**common, "kind": "transfer", "backbone": "tiny-backbone", "classes": [1, 3], "train_images": 5,
+         "epochs": 5, **extra})
+    return backbone, transfer
+
+
+@pytest.mark.parametrize("model", [{"name": "vgg_small", "channels": [4, 8], "hidden": 16},
+                                   {"name": "resnet_cifar", "blocks": 1, "channels": [4, 8]}])
+def test_a_transfer_lesson_trains_a_head_on_a_frozen_backbone_that_stays_unchanged(shapes, tmp_path, model):
+    backbone_lesson, lesson = tiny_transfer(model)
+    torch.manual_seed(0)
+    backbone = kind_of("backbone").train(backbone_lesson, name="tiny-backbone", data=shapes, device=CPU,
+                                         checkpoint=Checkpoint(tmp_path / "b-checkpoint.pt", "f", "b"))
+    assert backbone.summary["train_samples"] == 80 and backbone.network.built_for["outputs"] == 2  # 2 of 4 classes
+    before = {key: value.clone() for key, value in backbone.states["model"].items()}
+    trained = kind_of("transfer").train(lesson, name="tiny", data={**shapes, "backbone": backbone.states["model"]},
+                                        device=CPU, checkpoint=Checkpoint(tmp_path / "checkpoint.pt", "f", "tiny"))
+    assert all(torch.equal(before[key], value) for key, value in backbone.states["model"].items())  # frozen is frozen
+    saved = trained.states["model"]
+    assert all(torch.equal(saved[key], value) for key, value in before.items() if key.startswith("features."))
+    assert trained.summary["train_samples"] == 10  # five of each class, for the head and the from-scratch net alike
+    assert trained.summary["trainable_parameters"] < trained.summary["scratch_trainable_parameters"]
+    assert {"scratch_val_accuracy", "val_accuracy"} <= set(trained.history[-1]) and len(trained.history) == 5
+    result = kind_of("transfer").evaluate(lesson, name="tiny", data=shapes, device=CPU,
+                                          saved=as_saved(trained, "synthetic"))
+    assert result.metrics["test_samples"] == 20 and result.metrics["backbone"] == "tiny-backbone"
+    assert result.metrics["transfer_gain"] == pytest.approx(
+        result.metrics["test_accuracy"] - result.metrics["scratch_test_accuracy"], abs=1e-5)
+    assert result.arrays["predictions.npz"]["test_probs"].shape == (20, 2)
+
+
+def test_a_backbone_of_another_architecture_stops_the_transfer_lesson_naming_it(shapes):
+    _, lesson = tiny_transfer({"name": "vgg_small", "channels": [4, 8], "hidden": 16})
+    other = build_model("vgg_small", {"channels": [4, 6]}, in_shape=(3, 16, 16), num_classes=2).state_dict()
+    with pytest.raises(ValueError, match=r"^the model of backbone lesson 'tiny-backbone': another architecture than "
+                                         r"this lesson's model: features.5.weight is of shape \(6, 4, 3, 3\), expected "
+                                         r"\(8, 4, 3, 3\)$"):
+        kind_of("transfer").train(lesson, name="tiny", data={**shapes, "backbone": other}, device=CPU, checkpoint=UNUSED)
+    resnet = build_model("resnet_cifar", {"blocks": 1}, in_shape=(3, 16, 16), num_classes=2).state_dict()
+    with pytest.raises(ValueError, match="another architecture than this lesson's model: features.0.weight is of shape"):
+        kind_of("transfer").train(lesson, name="tiny", data={**shapes, "backbone": resnet}, device=CPU,
+                                  checkpoint=UNUSED)
+
+
+def test_the_transfer_lessons_take_their_embedded_settings_on_the_synthetic_images():
+    lesson = kind_of("transfer").Lesson.model_validate(project_params()["lessons"]["catdog-vgg16"])
+    assert lesson.optimizer.lr == 1e-5 and lesson.epochs == 5  # the seed's
+    on_sample = lesson.for_source("synthetic")
+    assert on_sample.optimizer.lr > lesson.optimizer.lr and on_sample.embedded is None
+    assert lesson.for_source("mirror").optimizer.lr == 1e-5

@@ -19,6 +19,11 @@ def _autoencoder() -> Kind:
     return autoencoder
 
 
+def _backbone() -> Kind:
+    from lessonflow.kinds import backbone
+    return backbone
+
+
 def _classifier() -> Kind:
     from lessonflow.kinds import classifier
     return classifier
@@ -89,6 +94,11 @@ def _tabular() -> Kind:
     return tabular
 
 
+def _transfer() -> Kind:
+    from lessonflow.kinds import transfer
+    return transfer
+
+
 KINDS: dict[str, Callable[[], Kind]] = {
     "autoencoder": _autoencoder, "classifier": _classifier, "fast_cifar": _fast_cifar,
     "foundation_descent": _foundation_descent, "foundation_grid": _foundation_grid,
@@ -96,6 +106,7 @@ KINDS: dict[str, Callable[[], Kind]] = {
     "scratch_classifier": _scratch_classifier, "scratch_line": _scratch_line, "stock": _stock, "tabular": _tabular,
     "style_transfer": _style_transfer,
     "rnn_scratch": _rnn_scratch, "seq2seq": _seq2seq,
+    "backbone": _backbone, "transfer": _transfer,
 }
 
 

@@ -16,10 +16,9 @@ from pydantic import Field, model_validator
 from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.fastcifar import Recipe, predict, train_fast
 from lessonflow.kinds.classifier import scored_classifier, trained_classifier
-from lessonflow.schema import LessonBase, ModelParams, Strict, on_sample_data
+from lessonflow.schema import SAMPLE_SOURCES, LessonBase, ModelParams, Strict, on_sample_data
 from lessonflow.zoo import require_model
 
-SAMPLE_SOURCES = ("embedded", "synthetic")
 
 
 class SampleBudget(Strict):

@@ -34,6 +34,7 @@ GOALS = {"noop_repro": 1.2, "edit_rebuild": 2.0, "build_share_outside_training":
          "lock_lines": 2000, "bookkeeping_seconds": 25, "edit_outside_training_seconds": 12}
 OLD_SHAPE = "505b279"  # the last commit whose dvc.yaml listed every module of a stage as a dep (issue 27)
 FLOORS = ("floor", "old floor")
+CODE = ("lessonflow", "stages")
 
 
 def summary(values: list[float]) -> dict:
@@ -68,10 +69,16 @@ def floor_script(store: Path) -> str:
         'done', ""])
 
 
-def build_floor(dest: Path, store: Path, dvc_yaml: str | None = None) -> Path:
+def build_floor(dest: Path, store: Path, dvc_yaml: str | None = None, code_rev: str | None = None) -> Path:
     """A git repo holding the project's files, its dvc.yaml (or ``dvc_yaml``, another shape of it) made into the
-    floor's, outputs copied from ``store``."""
+    floor's, outputs copied from ``store``; with ``code_rev``, the modules as of that commit, which that shape
+    names (a module since renamed is one of its deps)."""
     repo = copy_project(dest)
+    if code_rev:
+        for folder in CODE:
+            shutil.rmtree(repo / folder)
+        archive = subprocess.run(["git", "archive", code_rev, *CODE], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x"], cwd=repo, input=archive, check=True)
     pipeline = yaml.safe_load(dvc_yaml or (repo / "dvc.yaml").read_text())
     (repo / "dvc.yaml").write_text(yaml.safe_dump(floor_pipeline(pipeline), sort_keys=False, width=110))
     (repo / FLOOR_SCRIPT).write_text(floor_script(store.resolve()))
@@ -252,7 +259,7 @@ def section_overhead(runs: int = 5, edit_runs: int = 3, lesson: str | None = Non
     with tempfile.TemporaryDirectory(prefix="lessonflow-overhead-") as tmp, private_warm_server(Path(tmp)):
         project = copy_project(Path(tmp) / "project")
         repos = {"project": project, "floor": build_floor(Path(tmp) / "floor", store=project),
-                 "old floor": build_floor(Path(tmp) / "old-floor", store=project, dvc_yaml=old_yaml)}
+                 "old floor": build_floor(Path(tmp) / "old-floor", store=project, dvc_yaml=old_yaml, code_rev=OLD_SHAPE)}
         problems = shape_differences(shape(project), shape(repos["floor"]))
         if problems:
             raise AssertionError("the floor is not the project's shape: " + "; ".join(problems))

@@ -86,7 +86,7 @@ def _outcomes(results: list) -> dict[str, list]:
 
 
 def _status(stages: list | None) -> str:
-    """built (a stage of it ran or was restored), failed (one failed or was blocked by a failure) or skipped."""
+    """built (a stage of it ran), failed (one failed or was blocked by a failure) or skipped."""
     if any(stage.status in ("failed", "blocked") for stage in stages or []):
         return "failed"
     return "built" if any(stage.changed for stage in stages or []) else "skipped"

@@ -21,10 +21,10 @@ from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.tasks import exponential_backoff
 
 from flows import artifacts, checkout, crashed, dvc_stages, lifeline, notify
 from flows.dvc_stages import Plan
+from lessonflow import retry
 from lessonflow.schema import load_orchestration
 
 CHECK = "check"  # the first stage: validates params.yaml and writes the code fingerprints
@@ -65,7 +65,7 @@ class RunOptions:
 
 @dataclass(repr=False)
 class StageRun:
-    """How one stage ended in this run: ran, restored (from DVC's run-cache), skipped, failed or blocked.
+    """How one stage ended in this run: ran (DVC recorded a new entry for it), skipped, failed or blocked.
 
     Its repr is short: Prefect logs the repr of a failed task's result, and the error is in the log already.
     """
@@ -86,7 +86,7 @@ class StageRun:
 
     @property
     def changed(self) -> bool:
-        return self.status in ("ran", "restored")
+        return self.status == "ran"
 
     def __repr__(self) -> str:
         return f"StageRun({self.stage}: {self.status})"
@@ -135,10 +135,10 @@ def run_stage(stage: str, root: str, force: bool, max_parallel: int, gpu: str | 
 
 
 def _stage_task(stage: str):
-    """Downloads meet flaky networks: they alone are retried, with exponential back-off."""
+    """Downloads meet flaky networks: they alone are retried, with the project's back-off (``lessonflow.retry``)."""
     if stage.startswith("download@"):
         return run_stage.with_options(retries=DOWNLOAD_RETRIES,
-                                      retry_delay_seconds=exponential_backoff(DOWNLOAD_BACKOFF_S))
+                                      retry_delay_seconds=retry.delays(DOWNLOAD_BACKOFF_S, DOWNLOAD_RETRIES))
     return run_stage
 
 
@@ -238,7 +238,8 @@ def _execute(plan: Plan, forced: set[str], options: RunOptions) -> list[StageRun
                 entries = outputs = None
                 if remote:
                     ancestors = dvc_stages.ancestors(stage, plan.upstream)
-                    entries = {name: dvc_stages.lock_entry(project, name) for name in ancestors}
+                    recorded = dvc_stages.recorded_entries(project)
+                    entries = {name: recorded[name] for name in ancestors}
                     outputs = dvc_stages.git_tracked_outputs(project, list(ancestors))
                 future = _stage_task(stage).submit(stage, str(project), stage in forced, max_parallel,
                                                    gpus[slot % len(gpus)] if gpus else None, entries, outputs,

@@ -11,7 +11,6 @@ clone is deleted. The checkout's workspace is never touched. Run it with ``lesso
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -23,19 +22,26 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
-from prefect.futures import as_completed
+from prefect.futures import wait
 
 from flows import checkout, dvc_stages
 
 REPORT_KEY = "lessonflow-sweep"
 CLONE_PREFIX = "lessonflow-sweep-"  # each experiment's clone: a folder of the temporary directory ($TMPDIR)
 FORCE_ADD = "++"  # Hydra: set the key whether or not params.yaml has it yet (the schema may allow it)
-TOUCHED = re.compile(r"^(?:Running stage '(?P<ran>[^']+)'|Stage '(?P<restored>[^']+)' is cached)")
 _fetching = threading.Lock()  # one `git fetch` into the checkout at a time
 
 
 class SweepFailed(RuntimeError):
     """At least one experiment failed; the message carries each failed experiment's own error."""
+
+
+class ExperimentFailed(RuntimeError):
+    """One experiment failed after ``seconds``; the message is its own error."""
+
+    def __init__(self, message: str, seconds: float):
+        super().__init__(message)
+        self.seconds = seconds
 
 
 @dataclass
@@ -124,10 +130,13 @@ def run_experiment(root: str, name: str, overrides: list[str], stages: list[str]
         restore = ["checkout", "--allow-missing", *(["--with-deps", *stages] if stages else [])]
         dvc_stages.dvc_until_unlocked(clone, restore, env, logger.info)
         args = ["exp", "run", "-n", name, *(arg for override in overrides for arg in ("-S", override)), *stages]
-        lines = dvc_stages.dvc_until_unlocked(clone, args, env, logger.info)
-        rebuilt = [next(filter(None, found.groups())) for found in map(TOUCHED.match, lines) if found]
+        before = dvc_stages.recorded_entries(clone)
+        dvc_stages.dvc_until_unlocked(clone, args, env, logger.info)
+        rebuilt = [stage for stage, entry in dvc_stages.recorded_entries(clone).items() if before.get(stage) != entry]
         rev = _bring_back(project, clone, name)
         logger.info("%s recorded in %s (dvc exp show); %s deleted", name, project, clone)
+    except Exception as err:
+        raise ExperimentFailed(str(err) or repr(err), time.time() - started) from err
     finally:
         shutil.rmtree(clone, ignore_errors=True)
     results = {stage.partition("@")[2] or stage for stage in rebuilt} | _named_results(overrides)
@@ -182,6 +191,9 @@ def sweep(assignments: list[str], jobs: int = 2, targets: list[str] | None = Non
           root: str = ".") -> list[Experiment]:
     """Run every combination of ``KEY=V1,V2,…`` assignments as a DVC experiment, ``jobs`` at a time.
 
+    The flow's task runner holds ``jobs`` threads (``lessonflow sweep -j``), so every experiment is
+    submitted at once and Prefect starts the next as one ends.
+
     targets: stages or lesson/dataset keys, as for ``lessonflow flow run`` (default: the whole pipeline).
     Each experiment gets ``LESSONFLOW_THREADS`` = cores / ``jobs`` (at least 1) unless that is set.
     """
@@ -198,7 +210,7 @@ def sweep(assignments: list[str], jobs: int = 2, targets: list[str] | None = Non
     stamp = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{FlowRunContext.get().flow_run.id.hex[:4]}"
     waiting = [Experiment(f"sweep-{stamp}-{number}", overrides) for number, overrides in enumerate(combinations, 1)]
     logger.info("%d experiment(s), %d at a time, of %s", len(waiting), jobs, " ".join(stages) or "the whole pipeline")
-    experiments = _execute(waiting, jobs, project, stages, threads)
+    experiments = _execute(waiting, project, stages, threads)
     _report(project, experiments)
     failed = [experiment for experiment in experiments if experiment.status == "failed"]
     if failed:
@@ -206,22 +218,16 @@ def sweep(assignments: list[str], jobs: int = 2, targets: list[str] | None = Non
     return experiments
 
 
-def _execute(experiments: list[Experiment], jobs: int, project: Path, stages: list[str],
-             threads: int) -> list[Experiment]:
-    """Submit the experiments in order, at most ``jobs`` running at a time; record how each ended."""
-    waiting, running = list(experiments), {}
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            experiment = waiting.pop(0)
-            future = run_experiment.submit(str(project), experiment.name, experiment.overrides, stages, threads)
-            running[future] = (experiment, time.time())
-        future = next(as_completed(list(running)))
-        experiment, submitted = running.pop(future)
+def _execute(experiments: list[Experiment], project: Path, stages: list[str], threads: int) -> list[Experiment]:
+    """Submit every experiment and record how each ended; the flow's task runner runs ``jobs`` at a time."""
+    futures = [run_experiment.submit(str(project), experiment.name, experiment.overrides, stages, threads)
+               for experiment in experiments]
+    wait(futures)
+    for experiment, future in zip(experiments, futures):
         try:
             result = future.result()
-        except Exception as err:  # the experiment's own failure, already in its task log: recorded, not raised yet
-            experiment.status, experiment.error = "failed", str(err) or repr(err)
-            experiment.seconds = time.time() - submitted
+        except ExperimentFailed as err:  # already in its task log: recorded, not raised yet
+            experiment.status, experiment.error, experiment.seconds = "failed", str(err), err.seconds
         else:
             experiment.status, experiment.seconds, experiment.rev, experiment.results = \
                 result.status, result.seconds, result.rev, result.results

@@ -109,9 +109,10 @@ def add_status(subparsers: argparse._SubParsersAction) -> None:
     add_flag_command(
         subparsers, "status", run_status, ("--json", "stage -> reasons, as `dvc status --json` writes them"),
         help="the stages the next `dvc repro` will rebuild, code edits included",
-        description="What `dvc status` reports, plus every stage whose code changed: a stage depends on its "
-                    "modules through a fingerprint file that the `check` stage rewrites during the build, so "
-                    "`dvc status` alone names only `check` after an edit to a module.")
+        description="What `dvc status` reports, plus every stage whose code (or, for evaluate@ and the report, "
+                    "params) changed: a stage depends on its modules through a fingerprint file that the `check` "
+                    "stage rewrites during the build, so `dvc status` alone names only `check` after an edit to a "
+                    "module.")
 
 
 def run_status(args: argparse.Namespace) -> int:

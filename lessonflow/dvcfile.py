@@ -20,6 +20,7 @@ from lessonflow.paths import Layout
 from lessonflow.registry import artifacts
 
 CHECK_RECORD = "results/check.json"
+PARAMS = "params.yaml"
 PREDICTIONS = "results/{}/eval/outputs/predictions.npz"
 LESSON_ITEMS = "lesson_stages"  # a name params.yaml does not use: DVC reads both as variables
 
@@ -29,15 +30,15 @@ HEADER = """\
 #
 # One download/prepare per dataset, one train/evaluate per lesson, one stage per ensemble, a report.
 # Each stage depends on its data, its params and the project modules it runs, the last through one
-# file of fingerprints/ (each module's md5, listed): `check` depends on every module and rewrites
-# those files, and only the ones whose modules changed change, so an edit rebuilds exactly the
-# stages that run it (`lessonflow status` lists them before `dvc repro`). A train stage also depends
-# on its lesson's `upstream`: a transfer lesson's backbone model, else its own data again. Outputs
-# are `persist` and written atomically by the stages, so a failed or killed stage leaves the
-# previous results in place. Metrics files and per-epoch curves are small and `cache: false`: git
-# tracks them, so any clone compares commits (`dvc metrics diff`, `lessonflow compare`) without
-# building or pulling; models, prepared data and images stay in DVC's cache and travel by
-# `dvc push`/`pull`.
+# file of fingerprints/ (each module's md5, listed; evaluate's and the report's also a digest of the
+# params they read): `check` depends on every module and on params.yaml and rewrites those files, and
+# only the ones whose inputs changed change, so an edit rebuilds exactly the stages that run it
+# (`lessonflow status` lists them before `dvc repro`). A train stage also depends on its lesson's
+# `upstream`: a transfer lesson's backbone model, else its own data again. Outputs are `persist` and
+# written atomically by the stages, so a failed or killed stage leaves the previous results in
+# place. Metrics files and per-epoch curves are small and `cache: false`: git tracks them, so any
+# clone compares commits (`dvc metrics diff`, `lessonflow compare`) without building or pulling;
+# models, prepared data and images stay in DVC's cache and travel by `dvc push`/`pull`.
 """
 
 
@@ -62,12 +63,17 @@ def variables(params: Any) -> list[dict[str, Any]]:
 
 
 def _lesson_stage(verb: str) -> dict[str, Any]:
-    """``train`` or ``evaluate``: one stage per lesson (``vars``), with its lesson's data and kind of code."""
+    """``train`` or ``evaluate``: one stage per lesson (``vars``), with its lesson's data and code.
+
+    ``train@`` depends on its kind's modules and on its lesson's params as DVC params, so a stage run
+    alone still sees a params edit; ``evaluate@`` on its lesson's fingerprint, which holds its kind's
+    modules and a digest of the same params: one lock entry instead of every key a second time.
+    """
     items = f"${{{LESSON_ITEMS}}}"
-    deps = [_code(f"{verb}-${{item.kind}}"), "data/prepared/${item.dataset}.pt"]
     if verb == "train":
         return {"foreach": items, "do": {
-            "cmd": "python -m stages.train ${key}", "deps": [*deps, "${item.upstream}"],
+            "cmd": "python -m stages.train ${key}",
+            "deps": [_code("train-${item.kind}"), "data/prepared/${item.dataset}.pt", "${item.upstream}"],
             "params": ["device", "lessons.${key}"],
             "outs": [{"models/${key}": {"persist": True}}],
             "metrics": [{"results/${key}/train/metrics.json": {"persist": True, "cache": False}}],
@@ -78,7 +84,7 @@ def _lesson_stage(verb: str) -> dict[str, Any]:
     # a dependency on the duration would evaluate an identical model again after every retraining
     return {"foreach": items, "do": {
         "cmd": "python -m stages.evaluate ${key}",
-        "deps": [*deps, "models/${key}"], "params": ["device", "lessons.${key}"],
+        "deps": [_code(f"{fingerprints.EVALUATE}-${{key}}"), "data/prepared/${item.dataset}.pt", "models/${key}"],
         "outs": [{"results/${key}/eval/outputs": {"persist": True}}],
         "metrics": [{"results/${key}/eval/metrics.json": {"persist": True, "cache": False}}],
         "plots": [{"results/${key}/eval/plots": {"persist": True}}],
@@ -112,7 +118,7 @@ def _ensemble_stage(name: str, members: list[str]) -> dict[str, Any]:
 def stages(params: Any) -> dict[str, Any]:
     """The ``stages:`` section."""
     found: dict[str, Any] = {
-        "check": {"cmd": "python -m stages.check", "deps": ["params.yaml", *fingerprints.check_modules(params)],
+        "check": {"cmd": "python -m stages.check", "deps": [PARAMS, *fingerprints.check_modules(params)],
                   "outs": [{CHECK_RECORD: {"persist": True, "cache": False}},
                            {fingerprints.FOLDER: {"persist": True, "cache": False}}]},
         "download": _dataset_stage("download", params),
@@ -128,8 +134,12 @@ def stages(params: Any) -> dict[str, Any]:
 
 
 def pipeline(params: Any) -> dict[str, Any]:
-    """Every top-level section of dvc.yaml, as DVC reads them: a new section is one more entry here."""
-    return {"vars": variables(params), "stages": stages(params)}
+    """Every top-level section of dvc.yaml, as DVC reads them: a new section is one more entry here.
+
+    The top-level ``params`` makes ``dvc params diff`` and ``dvc exp show`` show every key of params.yaml,
+    the ones stages reach through a fingerprint's digest (the report's, ``evaluate@``'s) included.
+    """
+    return {"vars": variables(params), "params": [PARAMS], "stages": stages(params)}
 
 
 def model_registry(params: Any) -> dict[str, Any]:

@@ -4,8 +4,8 @@ DVC rewrites the whole ``dvc.lock`` after every stage, so every dep entry is pai
 of a build. A stage depends on one fingerprint (its modules, each with its md5) instead of on each
 module: ``check``, which depends on every module, rewrites them all, and only the files whose
 modules changed change content, so an edit still rebuilds exactly the stages that run it. The
-report's file also holds a digest of the params sections it reads, which spares the lock every
-lesson's params a second time.
+report's and each ``evaluate@`` stage's file also hold a digest of the params they read, which
+spares the lock every lesson's params a second and a third time (``train@`` keeps its own).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from lessonflow.schema import read_params
 FOLDER = "fingerprints"
 VERBS = ("check", "download", "prepare", "train", "evaluate", "ensemble", "report")
 REPORT_PARAMS = ("profile", "lessons", "ensembles")
+EVALUATE = "evaluate"  # one file per lesson: its params beside its kind's modules
 
 
 def groups(params: Any, root: Path = ROOT) -> dict[str, list[str]]:
@@ -30,8 +31,9 @@ def groups(params: Any, root: Path = ROOT) -> dict[str, list[str]]:
     kinds = sorted({lesson.kind for lesson in params.lessons.values()})
     found = {f"{verb}-{name}": closure([f"stages.{verb}", dataset_module(name)], root)
              for verb in ("download", "prepare") for name in params.datasets}
-    found |= {f"{verb}-{kind}": closure([f"stages.{verb}", kind_module(kind)], root)
-              for verb in ("train", "evaluate") for kind in kinds}
+    found |= {f"train-{kind}": closure(["stages.train", kind_module(kind)], root) for kind in kinds}
+    found |= {f"{EVALUATE}-{lid}": closure([f"stages.{EVALUATE}", kind_module(lesson.kind)], root)
+              for lid, lesson in params.lessons.items()}
     found["ensemble"] = closure(["stages.ensemble"], root)
     found["report"] = closure(["stages.report", *map(kind_module, kinds)], root)
     return found
@@ -51,15 +53,28 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
+def digested_params(params: Any) -> dict[str, tuple[str, ...]]:
+    """Fingerprint name -> the params.yaml keys (dotted) its stages read and DVC does not track as params."""
+    lessons = {f"{EVALUATE}-{lid}": ("device", f"lessons.{lid}") for lid in params.lessons}
+    return {"report": REPORT_PARAMS, **lessons}
+
+
+def _value(raw: dict, key: str) -> Any:
+    for part in key.split("."):
+        raw = raw.get(part) if isinstance(raw, dict) else None
+    return raw
+
+
 def contents(layout: Layout, params: Any) -> dict[str, str]:
-    """Each fingerprint file's text: ``md5  module`` lines; the report's also the digest of its params."""
+    """Each fingerprint file's text: ``md5  module`` lines, then the digest of the params it covers, if any."""
     raw = read_params(layout.params)
+    digested = digested_params(params)
     files = {}
     for name, modules in groups(params, layout.root).items():
         lines = [f"{_md5((layout.root / module).read_bytes())}  {module}" for module in modules]
-        if name == "report":
-            sections = json.dumps({key: raw.get(key) for key in REPORT_PARAMS}, sort_keys=True).encode()
-            lines.append(f"{_md5(sections)}  params.yaml: {', '.join(REPORT_PARAMS)}")
+        if keys := digested.get(name):
+            sections = json.dumps({key: _value(raw, key) for key in keys}, sort_keys=True).encode()
+            lines.append(f"{_md5(sections)}  params.yaml: {', '.join(keys)}")
         files[name] = "\n".join(lines) + "\n"
     return files
 

@@ -1,7 +1,8 @@
 """``lessonflow status``: which stages the next ``dvc repro`` will rebuild, before it runs.
 
 A stage's code dep is a fingerprint file that ``check`` rewrites during the build, so after an edit
-to a module ``dvc status`` names only ``check``. This adds, to what DVC's own status reports, every
+to a module ``dvc status`` names only ``check`` (and after a params edit not ``evaluate@``, whose
+fingerprint holds its params' digest). This adds, to what DVC's own status reports, every
 stage whose fingerprint the next ``check`` will change, so a user sees the whole rebuild up front.
 """
 
@@ -20,7 +21,9 @@ def stale(root: Path) -> dict[str, list[Any]]:
     from dvc.repo import Repo
 
     layout = Layout(root)
-    changed = {fingerprints.path(name) for name in fingerprints.outdated(layout, load_params(layout.params))}
+    params = load_params(layout.params)
+    digests = {fingerprints.path(name) for name in fingerprints.digested_params(params)}
+    changed = {fingerprints.path(name) for name in fingerprints.outdated(layout, params)}
     with Repo(str(root)) as repo:
         reported = repo.status()
         found: dict[str, list[Any]] = {}
@@ -28,7 +31,7 @@ def stale(root: Path) -> dict[str, list[Any]]:
             reasons = list(reported.get(stage.addressing, []))
             code = sorted(dep.def_path for dep in stage.deps if dep.def_path in changed)
             if code:
-                reasons.append({"changed code": code})
+                reasons.append({"changed code or params" if digests.intersection(code) else "changed code": code})
             if reasons:
                 found[stage.addressing] = reasons
     return found

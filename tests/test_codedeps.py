@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import BIN, ROOT, commit_all, copy_project, dvc, project_env, run
 
 from lessonflow import fingerprints
@@ -199,3 +200,21 @@ def test_after_check_rewrites_the_fingerprints_dvc_itself_finds_exactly_the_stag
     assert after == expected - {"check"}  # check has run
     assert {"train@mnist-cnn"} <= after if module.endswith("accel.py") else (
         "train@boston-mini-framework" in after and "train@mnist-cnn" not in after)
+
+
+@pytest.mark.long  # the locked fixture and a real `check`
+def test_a_lesson_params_edit_reaches_its_evaluate_stage_through_its_fingerprint_alone(locked):
+    params_path = locked / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["lessons"]["mnist-cnn"]["optimizer"]["lr"] = 0.02
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        predicted = set(lessonflow_status(locked))
+        dvc(locked, "repro", "--single-item", "check", env=project_env())
+        after = set(json.loads(dvc(locked, "status", "--json", env=project_env()).stdout))
+        evaluated = yaml.safe_load((locked / "dvc.lock").read_text())["stages"]["evaluate@mnist-cnn"]
+    finally:
+        run(locked, "git", "checkout", "--", ".")
+    assert predicted == {"check", "train@mnist-cnn", "evaluate@mnist-cnn", "report"}
+    assert after == {"train@mnist-cnn", "evaluate@mnist-cnn", "report"}
+    assert "params" not in evaluated  # its lock entry holds the digest's file, not every key of the lesson

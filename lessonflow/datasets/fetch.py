@@ -12,16 +12,17 @@ import hashlib
 import http.client
 import logging
 import shutil
-import time
 import urllib.request
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from tenacity import retry_if_exception_type
 from tqdm import tqdm
 
 from lessonflow.atomic import atomic_path
 from lessonflow.errors import ChecksumError, DownloadError
+from lessonflow.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,14 @@ def download(urls: Iterable[str], final: Path, *, sha256: str | None, gunzip: bo
     """Fetch ``final`` from the first URL that serves the right bytes.
 
     Every URL is tried in order; a whole failed round is retried after an exponential
-    back-off, because most failures (rate limits, resets) are transient. ``sha256=None``
-    is for containers built on request (a GitHub archive) whose bytes have no stable
-    checksum: the caller must then verify the content it unpacks.
+    back-off (``lessonflow.retry``), because most failures (rate limits, resets) are
+    transient. ``sha256=None`` is for containers built on request (a GitHub archive) whose
+    bytes have no stable checksum: the caller must then verify the content it unpacks.
     """
     urls = list(urls)
     failures: list[str] = []
-    for attempt in range(rounds):
+
+    def one_round() -> Path:
         for url in urls:
             tmp = final
             try:  # the error leaves the ``with``, so a failed attempt is thrown away, never renamed into place
@@ -92,9 +94,9 @@ def download(urls: Iterable[str], final: Path, *, sha256: str | None, gunzip: bo
                 continue
             log.info("downloaded %s from %s", final.name, url)
             return final
-        if attempt + 1 < rounds:
-            time.sleep(backoff * 2**attempt)
-    raise DownloadError(f"could not download {final.name} from any mirror:\n  " + "\n  ".join(failures))
+        raise DownloadError(f"could not download {final.name} from any mirror:\n  " + "\n  ".join(failures))
+
+    return retrying(retry_if_exception_type(DownloadError), first=backoff, attempts=rounds, log=log.warning)(one_round)
 
 
 def copy_verified(source: Path, final: Path, *, sha256: str, gunzip: bool = False) -> Path:

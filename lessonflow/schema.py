@@ -22,6 +22,7 @@ SourceName = Literal["auto", "embedded", "official", "mirror", "csv"]
 OptimizerName = Literal["sgd", "adam", "adamax", "rprop"]
 ScheduleName = Literal["constant", "onecycle"]
 TrainSplit = Literal["train", "train+val"]
+CONFIDENCE = 0.95  # the interval a lesson with several seeds gets unless it asks for another
 
 
 class Strict(BaseModel):
@@ -100,9 +101,7 @@ class LessonBase(Strict):
 
     @property
     def confidence(self) -> float | None:
-        """The interval its metrics give: the one asked for, else 0.95 when there are seeds enough."""
-        from lessonflow.seeds import CONFIDENCE
-
+        """The interval its metrics give: the one asked for, else the default when there are seeds enough."""
         return self.interval or (CONFIDENCE if len(self.seed_list) > 1 else None)
 
     def for_source(self, data_source: str) -> LessonBase:

@@ -13,7 +13,6 @@ import math
 import statistics
 from typing import Any
 
-CONFIDENCE = 0.95  # the interval a lesson with several seeds gets unless it asks for another
 WELCH_ALPHA = 0.05  # a change whose Welch p-value is below this is beyond the seed spread
 KEY = "over_seeds"  # the block of a train or eval log that holds them
 

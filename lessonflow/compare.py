@@ -17,7 +17,7 @@ from typing import Any
 from tabulate import tabulate
 
 from lessonflow.seeds import KEY as SEEDS_KEY
-from lessonflow.seeds import per_seed, significance
+from lessonflow.seeds import significance
 
 # In order of preference. Accuracy for classifiers, then the error of regressions and
 # reconstructions, then a training loss for lessons that report nothing held out. The dotted keys

@@ -35,12 +35,6 @@ def spread(metric: str, values: dict[int, float], confidence: float | None) -> d
     return found
 
 
-def per_seed(block: dict[str, Any] | None) -> list[float]:
-    """The per-seed values of a ``spread`` block (nested, as a metrics file holds it), or none."""
-    values = (block or {}).get("per_seed")
-    return [float(value) for value in values.values()] if isinstance(values, dict) else []
-
-
 def welch(old: list[float], new: list[float]) -> tuple[bool, float] | None:
     """Whether ``new`` differs from ``old`` beyond the seed spread, and Welch's p-value; None with one seed either side."""
     if len(old) < 2 or len(new) < 2:

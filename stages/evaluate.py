@@ -62,7 +62,7 @@ def evaluate(lesson_id, params, layout):
 
 
 def score(lesson: LessonBase, seed: int, lesson_id: str, data, device, folder, trained: dict) -> Evaluated:
-    """One seed's model scored; only the first seed's pictures and arrays are kept."""
+    """One seed's model scored by its kind, with that seed's own train facts (the caller keeps the first's files)."""
     seeded = lesson.model_copy(update={"seed": seed})
     return kind_of(lesson.kind).evaluate(seeded.for_source(data["source"]), name=lesson_id, data=data,
                                          device=device, saved=Saved(saved_states(folder), trained))

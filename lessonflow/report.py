@@ -180,7 +180,7 @@ def _result(lesson: LessonResult) -> str:
 def _over_seeds(metrics: dict[str, Any], shown) -> str:
     """A result's or a training time's mean ± spread, after its first seed's value; nothing for one seed."""
     block = metrics.get(SEEDS_KEY)
-    return f"; {block['seeds']} seeds: {shown(block['mean'])} ± {shown(block['std'])}" if block else ""
+    return f"; {block['seeds']} seeds: mean {shown(block['mean'])} ± {shown(block['std'])}" if block else ""
 
 
 def _seconds(value: Any) -> str:

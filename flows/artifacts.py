@@ -17,7 +17,7 @@ from prefect.artifacts import Artifact, create_markdown_artifact, create_table_a
 from prefect.logging import get_run_logger
 
 from flows import dvc_stages
-from lessonflow.compare import delta_text, headline, read_metrics, verdict
+from lessonflow.compare import delta_text, headline, judged, read_metrics
 
 STAGES_KEY = "lessonflow-stages"
 RESULTS_KEY = "lessonflow-results"
@@ -57,7 +57,7 @@ def results_table(project: Path, results: list) -> list[dict]:
     for name, entry in params.get("lessons", {}).items():
         metrics = read_metrics(layout.eval_log(name) / "metrics.json")
         result = headline(metrics)
-        rows.append(_row(name, result, verdict(result, entry.get("reference_accuracy"), metrics.get("data_source")),
+        rows.append(_row(name, result, judged(metrics, entry.get("reference_accuracy")),
                          previous, outcomes.get(name)))
     for name in params.get("ensembles", {}):
         metrics = read_metrics(layout.ensemble_log(name) / "metrics.json")

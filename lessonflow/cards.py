@@ -8,7 +8,6 @@ so the card states what trained it, not what rendered it), how to load it, and t
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 import yaml
@@ -16,6 +15,8 @@ import yaml
 from lessonflow.catalogue import chapters, describe
 from lessonflow.compare import STAND_IN_DATA
 from lessonflow.registry import TORCH_MODEL_KINDS
+from lessonflow.seeds import KEY as SEEDS_KEY
+from lessonflow.seeds import described
 
 NOT_RECORDED = "not recorded (trained before lessonflow logged it)"
 FROM_TRAINING = ("Architecture", "Parameters", "Model file", "Training data", "Hyper-parameters as trained",
@@ -28,13 +29,12 @@ FIELDS = ("What it is", "Tutorial", "Architecture", "Parameters", "Model file", 
           "Software", "How to load it", "Known limits")
 
 
-def spread(values: dict[int, float]) -> str:
-    """Each seed's value, then mean ± standard deviation over the seeds; one seed says it has no spread."""
-    each = ", ".join(f"seed {seed}: {value:.4g}" for seed, value in sorted(values.items()))
-    if len(values) == 1:
-        return f"{each} (one seed: no spread measured)"
-    return f"{each}; mean {statistics.mean(values.values()):.4g} ± {statistics.stdev(values.values()):.2g} " \
-           f"(standard deviation over {len(values)} seeds)"
+def over_seeds(block: dict[str, Any] | None, seed: int, value: float, shown=lambda v: f"{v:.4g}") -> str:
+    """Each seed's value, then mean ± standard deviation over the seeds (``seeds.spread``); one seed says it has no spread."""
+    if not block:
+        return f"seed {seed}: {shown(value)} (one seed: no spread measured)"
+    each = ", ".join(f"seed {name}: {shown(number)}" for name, number in block["per_seed"].items())
+    return f"{each}; {described(block, shown)}"
 
 
 def as_trained(lesson: Any, data_source: str | None) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def known_limits(metrics: dict[str, Any], trained: dict[str, Any], verdict: str,
     limits = list(dict.fromkeys(said if isinstance(said, str) else f"does not beat {what}" for what in lost))
     if isinstance(metrics.get("known_limit"), str):  # a limit the evaluation itself states (random features)
         limits.append(metrics["known_limit"])
-    if verdict.startswith("falls short"):
+    if "falls short" in verdict:
         limits.append(f"falls short of the tutorial's result ({verdict})")
     source = trained.get("data_source")
     if source in STAND_IN_DATA:
@@ -111,7 +111,8 @@ def training_fields(lesson_id: str, lesson: Any, trained: dict[str, Any], module
                          + (f" ({STAND_IN_DATA[source]})" if source in STAND_IN_DATA else "") + samples,
         "Hyper-parameters as trained": "\n\n```yaml\n" + yaml.safe_dump(
             as_trained(lesson, source), sort_keys=False, default_flow_style=None).strip() + "\n```",
-        "Training time": f"{trained['train_seconds']:.1f} s on {trained['device']}",
+        "Training time": over_seeds(trained.get(SEEDS_KEY), trained.get("seed", lesson.seed), trained["train_seconds"],
+                                    lambda seconds: f"{seconds:.1f} s") + f", on {trained['device']}",
         "Hardware": f"CPU {env['cpu']}" + (f"; GPU {env['gpu']}" if env.get("gpu") else "; no GPU used")
         if env else NOT_RECORDED,
         "Software": software(env),
@@ -121,15 +122,17 @@ def training_fields(lesson_id: str, lesson: Any, trained: dict[str, Any], module
 def card_fields(lesson_id: str, lesson: Any, metrics: dict[str, Any], trained: dict[str, Any],
                 headline: tuple[str, float] | None, verdict: str, module: Any = None) -> dict[str, str]:
     """Every field of the card; ``module``: the lesson's untrained torch architecture, if it has one."""
-    seeds = {trained.get("seed", lesson.seed): headline[1]} if headline else {}
+    seeds = (metrics.get(SEEDS_KEY) or {}).get("seeds", 1)
     reference = f"{lesson.reference} ({lesson.reference_accuracy:.2%})" if lesson.reference_accuracy is not None \
         else lesson.reference
-    limits = known_limits(metrics, trained, verdict, len(seeds)) if metrics else ["not evaluated yet"]
+    limits = known_limits(metrics, trained, verdict, seeds) if metrics else ["not evaluated yet"]
     return {
         "What it is": describe(lesson_id, lesson) + f" ({lesson.kind} lesson)",
         "Tutorial": f"{chapters(lesson_id)}; the tutorial reported: {lesson.reference}",
         **training_fields(lesson_id, lesson, trained, module),
-        "Result per seed": f"{headline[0]}: {spread(seeds)}" if headline
+        "Result per seed": f"{headline[0]}: "
+        f"{over_seeds(metrics.get(SEEDS_KEY), metrics.get('seed', trained.get('seed', lesson.seed)), headline[1])}"
+        if headline
         else f"not evaluated yet: run `dvc repro evaluate@{lesson_id}`",
         "Reference and verdict": f"{reference}; verdict: {verdict}",
         "How to load it": loading(lesson_id, lesson),

@@ -16,6 +16,9 @@ from typing import Any
 
 from tabulate import tabulate
 
+from lessonflow.seeds import KEY as SEEDS_KEY
+from lessonflow.seeds import significance
+
 # In order of preference. Accuracy for classifiers, then the error of regressions and
 # reconstructions, a translation's BLEU, the NumPy RNN's next-letter accuracy, then a training
 # loss for lessons that report nothing held out. The dotted keys
@@ -44,7 +47,7 @@ def headline(metrics: dict[str, Any]) -> tuple[str, float] | None:
     """The metric a lesson is judged by: a preferred one, else its first numeric result (sorted by name)."""
     numeric = {key: value for key, value in metrics.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)
-               and key not in NOT_RESULTS and not key.endswith("_seconds")}
+               and key not in NOT_RESULTS and not key.endswith("_seconds") and not key.startswith(f"{SEEDS_KEY}.")}
     for key in HEADLINE_METRICS:
         if key in numeric:
             return key, float(numeric[key])
@@ -52,12 +55,14 @@ def headline(metrics: dict[str, Any]) -> tuple[str, float] | None:
     return None if fallback is None else (fallback, float(numeric[fallback]))
 
 
-def verdict(result: tuple[str, float] | None, reference_accuracy: float | None, data_source: str | None) -> str:
-    """matches / beats / falls short of the tutorial's accuracy, within ``TOLERANCE``.
+def verdict(result: tuple[str, float] | None, reference_accuracy: float | None, data_source: str | None,
+            over_seeds: dict[str, Any] | None = None) -> str:
+    """beats / matches / falls short of the tutorial's accuracy, within ``TOLERANCE``, as far as the seeds tell.
 
-    Only an accuracy is compared with an accuracy; a result on stand-in data (the embedded
-    sample, or CIFAR's synthetic shapes, which are far easier than photographs) says so, since
-    the tutorial measured on the real dataset.
+    Several seeds: the interval of their mean decides, and one straddling a tolerance bound is
+    *inconclusive*. One seed: its gap is shown, and the verdict says it rests on one seed. Only an
+    accuracy is compared with an accuracy; a result on stand-in data (the embedded sample, CIFAR's
+    synthetic shapes) says so, since the tutorial measured on the real dataset.
     """
     if result is None:
         return "not built"
@@ -66,10 +71,24 @@ def verdict(result: tuple[str, float] | None, reference_accuracy: float | None, 
     metric, value = result
     if metric != "test_accuracy":
         return f"not comparable ({metric} vs a reference accuracy)"
-    gap = value - reference_accuracy
-    word = "matches" if abs(gap) <= TOLERANCE else "beats" if gap > 0 else "falls short"
-    text = f"{word} ({gap * 100:+.1f} pts)"
+    interval = (over_seeds or {}).get("interval")
+    if interval:
+        low, high = interval["low"] - reference_accuracy, interval["high"] - reference_accuracy
+        word = "beats" if low > TOLERANCE else "falls short" if high < -TOLERANCE else \
+            "matches" if -TOLERANCE <= low and high <= TOLERANCE else "inconclusive"
+        text = (f"{word} (mean {(over_seeds['mean'] - reference_accuracy) * 100:+.1f} pts, "
+                f"{interval['confidence']:.0%} interval {low * 100:+.1f} to {high * 100:+.1f}, {over_seeds['seeds']} seeds)")
+    else:
+        gap = value - reference_accuracy
+        word = "matches" if abs(gap) <= TOLERANCE else "beats" if gap > 0 else "falls short"
+        text = f"one seed: {word} ({gap * 100:+.1f} pts)"
     return f"{text}, on {STAND_IN_DATA[data_source]}" if data_source in STAND_IN_DATA else text
+
+
+def judged(metrics: dict[str, Any], reference_accuracy: float | None) -> str:
+    """The verdict of an eval log's metrics: what the report, ``lessonflow compare`` and the flow's table show."""
+    return verdict(headline(metrics), reference_accuracy, metrics.get("data_source"),
+                   metrics.get(SEEDS_KEY))
 
 
 def higher_is_better(metric: str) -> bool:
@@ -93,6 +112,8 @@ class Change:
     old: float | None
     new: float | None
     note: str = ""
+    spread: str = ""  # whether the change is beyond the seed spread (``seeds.significance``)
+    verdict: str = ""  # against the tutorial, at the newer revision
 
     @property
     def delta(self) -> float | None:
@@ -142,7 +163,31 @@ def _headline_change(lesson: str, metrics: dict[str, dict[str, Any]]) -> Change 
     note = ""
     if source.get("old") is not None and source.get("new") is not None and source["old"] != source["new"]:
         note = f"data source changed: {source['old']} → {source['new']}"
-    return Change(lesson, chosen[0], values.get("old"), values.get("new"), note)
+    old, new = (_seed_values(metrics, side, values.get(side)) for side in ("old", "new"))
+    over_seeds = unflattened({key: value for key, value in newest.items() if key.startswith(f"{SEEDS_KEY}.")})
+    return Change(lesson, chosen[0], values.get("old"), values.get("new"), note,
+                  "" if note else significance(old, new),
+                  "" if lesson.startswith("ensemble-")
+                  else judged({**newest, SEEDS_KEY: over_seeds.get(SEEDS_KEY)}, newest.get("reference_accuracy")))
+
+
+def _seed_values(metrics: dict[str, dict[str, Any]], side: str, headline_value: float | None) -> list[float]:
+    """One revision's per-seed values of the headline, from flattened metrics; its one value when it kept no spread."""
+    prefix = f"{SEEDS_KEY}.per_seed."
+    found = [values[side] for key, values in metrics.items() if key.startswith(prefix) and values.get(side) is not None]
+    return [float(value) for value in found] or ([] if headline_value is None else [float(headline_value)])
+
+
+def unflattened(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` → ``{"a": {"b": 1}}``: DVC's metrics diff flattens the nested blocks of a metrics file."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return nested
 
 
 def _describe_error(error: Any) -> str:
@@ -172,11 +217,13 @@ def delta_text(metric: str, delta: float) -> str:
 
 
 def headers(comparison: Comparison) -> list[str]:
-    return ["lesson", "metric", comparison.rev_a, comparison.rev_b, "change", "note"]
+    return ["lesson", "metric", comparison.rev_a, comparison.rev_b, "change", "seed spread",
+            f"verdict at {comparison.rev_b}", "note"]
 
 
 def rows(comparison: Comparison) -> list[list[str]]:
-    return [[c.lesson, c.metric, _number(c.old), _number(c.new), _delta(c), c.note] for c in comparison.changes]
+    return [[c.lesson, c.metric, _number(c.old), _number(c.new), _delta(c), c.spread, c.verdict, c.note]
+            for c in comparison.changes]
 
 
 def table(comparison: Comparison, markdown: bool = False) -> str:

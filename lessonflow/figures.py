@@ -74,8 +74,9 @@ def curve_panels(curves: dict[str, list[float]], title: str, xlabel: str = "epoc
 
 
 def training_curves(panels: dict[str, dict[str, tuple[list[float], list[float]]]], title: str, columns: int = 3,
-                    xlabel: str = "step (epoch)"):
-    """One panel per metric (loss, accuracy …), one line per split (train, val …) over the logged steps."""
+                    xlabel: str = "step (epoch)", bands: dict[str, dict[str, tuple[list, list, list]]] | None = None):
+    """One panel per metric (loss, accuracy …), one line per split (train, val …) over the logged steps;
+    ``bands`` shades a line's spread (steps, lows, highs) in its colour: the seeds' range of a revision's result."""
     rows = -(-len(panels) // columns)
     width = min(columns, len(panels))
     figure, axes = plt.subplots(rows, width, figsize=(4.2 * width, 3.2 * rows + 0.5), dpi=100, squeeze=False)
@@ -83,7 +84,10 @@ def training_curves(panels: dict[str, dict[str, tuple[list[float], list[float]]]
         ax.axis("off")
     for ax, (metric, lines) in zip(axes.flat, panels.items()):
         for split, (steps, values) in lines.items():
-            ax.plot(steps, values, label=split, marker="o" if len(steps) <= 20 else None, markersize=3)
+            drawn = ax.plot(steps, values, label=split, marker="o" if len(steps) <= 20 else None, markersize=3)
+            if band := (bands or {}).get(metric, {}).get(split):
+                ax.fill_between(band[0], band[1], band[2], color=drawn[0].get_color(), alpha=0.2,
+                                label=f"{split}: seeds' range")
         ax.set_title(metric)
         ax.set_xlabel(xlabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -17,6 +17,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from lessonflow.compare import delta_text, headline, result_id
+from lessonflow.seeds import KEY as SEEDS_KEY
 
 EXPERIMENT_REFS = "refs/exps"
 
@@ -34,6 +35,7 @@ class Point:
     metric: str
     value: float
     data_source: str | None
+    spread: tuple[float, float] | None = None  # the seeds' lowest and highest value, when it trained several
 
 
 def _git(root: Path, *args: str) -> list[list[str]]:
@@ -74,7 +76,9 @@ def history(root: Path, last: int = 10, lesson: str | None = None) -> dict[str, 
             if not lesson_id or not isinstance(metrics, dict) or lesson not in (None, lesson_id):
                 continue
             if best := headline(metrics):
-                points.setdefault(lesson_id, []).append(Point(revision, *best, metrics.get("data_source")))
+                seeds = metrics.get(SEEDS_KEY) or {}
+                spread = (seeds["min"], seeds["max"]) if seeds.get("metric") == best[0] else None
+                points.setdefault(lesson_id, []).append(Point(revision, *best, metrics.get("data_source"), spread))
     return dict(sorted(points.items()))
 
 

@@ -34,6 +34,11 @@ class Layout:
     def checkpoint(self, lesson: str) -> Path:
         return self.root / "models" / lesson / "checkpoint.pt"
 
+    def seed_folder(self, lesson: str, seed: int, first: int) -> Path:
+        """Where one seed's states go: the first seed's where a lesson's one model always was, each other's beside it."""
+        folder = self.model(lesson).parent
+        return folder if seed == first else folder / f"{SEED_FOLDER}{seed}"
+
     def train_log(self, lesson: str) -> Path:
         """DVCLive folder: ``metrics.json`` (train summary) and ``plots/`` (per-epoch curves)."""
         return self.root / "results" / lesson / "train"
@@ -62,3 +67,4 @@ class Layout:
 
 OUTPUTS = "outputs"
 PLOTS = "plots"
+SEED_FOLDER = "seed-"  # models/<id>/seed-<n>/: a seed's states beside the first seed's

@@ -30,6 +30,7 @@ from lessonflow.figures import plt, training_curves
 from lessonflow.history import history
 from lessonflow.loader import build
 from lessonflow.paths import PLOTS, Layout
+from lessonflow.seeds import KEY as SEEDS_KEY
 
 # A lesson that logs an image per epoch (a GAN's samples) shows its first and last ones only.
 FIRST_IMAGES, LAST_IMAGES = 2, 6
@@ -67,7 +68,7 @@ class LessonResult:
 
     @property
     def verdict(self) -> str:
-        return verdict(self.headline, self.reference_accuracy, self.facts.get("data_source"))
+        return verdict(self.headline, self.reference_accuracy, self.facts.get("data_source"), self.metrics.get(SEEDS_KEY))
 
 
 def read_curves(lesson_dir: Path) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
@@ -172,7 +173,18 @@ def _result(lesson: LessonResult) -> str:
     if chosen is None:
         return "not built"
     metric, value = chosen
-    return f"{_pct(value)} {metric}" if "accuracy" in metric else f"{value:.4g} {metric}"
+    text = f"{_pct(value)} {metric}" if "accuracy" in metric else f"{value:.4g} {metric}"
+    return text + _over_seeds(lesson.metrics, _pct if "accuracy" in metric else _value)
+
+
+def _over_seeds(metrics: dict[str, Any], shown) -> str:
+    """A result's or a training time's mean ± spread, after its first seed's value; nothing for one seed."""
+    block = metrics.get(SEEDS_KEY)
+    return f"; {block['seeds']} seeds: mean {shown(block['mean'])} ± {shown(block['std'])}" if block else ""
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.1f} s" if isinstance(value, (int, float)) else "—"
 
 
 def summary_rows(lessons: list[LessonResult]) -> list[list[str]]:
@@ -181,8 +193,7 @@ def summary_rows(lessons: list[LessonResult]) -> list[list[str]]:
              _result(lesson), f"{_pct(lesson.reference_accuracy)} ({lesson.reference})"
              if lesson.reference_accuracy is not None else lesson.reference,
              lesson.verdict, _value(lesson.facts["device"]),
-             f"{lesson.facts['train_seconds']:.1f} s" if isinstance(lesson.facts["train_seconds"], (int, float))
-             else "—"] for lesson in lessons]
+             _seconds(lesson.facts["train_seconds"]) + _over_seeds(lesson.trained, _seconds)] for lesson in lessons]
 
 
 SUMMARY_HEADERS = ["lesson", "kind", "data (source)", "our result", "tutorial", "verdict", "device", "training time"]
@@ -219,8 +230,10 @@ class Report:
 
 def intro(profile: str) -> str:
     return (f"Profile: {profile}. A verdict compares our test accuracy with the tutorial's: within "
-            f"{TOLERANCE * 100:.1f} percentage points it matches. A result on the embedded sample data says so: "
-            "the tutorial measured on the real dataset.")
+            f"{TOLERANCE * 100:.1f} percentage points it matches. A lesson trained with several seeds is judged by "
+            "the t interval of their mean: beats, matches or falls short when the whole interval says so, "
+            "inconclusive when it straddles a bound of the tolerance; a lesson with one seed says so. A result on "
+            "the embedded sample data says so: the tutorial measured on the real dataset.")
 
 
 def _md_image(path: Path, root: Path) -> str:
@@ -354,7 +367,8 @@ def build_report(params: Any, layout: Layout, since: str = "HEAD") -> Path:
 TREND_REVISIONS = 10
 TREND_HEADERS = ["#", "revision", "date"]
 TRENDS_INTRO = (f"Each lesson's headline metric over the last {TREND_REVISIONS} commits and recorded runs "
-                "(`lessonflow history` prints the numbers); a new line starts where the data source changed.")
+                "(`lessonflow history` prints the numbers), its first seed's, with the range of its seeds shaded "
+                "where it trained several; a new line starts where the data source changed.")
 
 
 def draw_trends(root: Path, images_dir: Path) -> Trends:
@@ -375,13 +389,21 @@ def draw_trends(root: Path, images_dir: Path) -> Trends:
     order = sorted({point.revision for found in series.values() for point in found}, key=lambda rev: rev.date)
     number = {revision: index for index, revision in enumerate(order, 1)}
     panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    bands: dict[str, dict[str, tuple[list, list, list]]] = {}
     for lesson, found in series.items():
-        lines = panels.setdefault(f"{lesson}: {found[-1].metric}", {})
+        panel = f"{lesson}: {found[-1].metric}"
+        lines = panels.setdefault(panel, {})
         for point in found:
-            steps, values = lines.setdefault(point.data_source or "?", ([], []))
+            line = point.data_source or "?"
+            steps, values = lines.setdefault(line, ([], []))
             steps.append(number[point.revision])
             values.append(point.value)
-    figure = training_curves(panels, "Headline metric per revision", columns=4, xlabel="revision (table beside)")
+            if point.spread:
+                band = bands.setdefault(panel, {}).setdefault(line, ([], [], []))
+                for column, value in zip(band, (number[point.revision], *point.spread)):
+                    column.append(value)
+    figure = training_curves(panels, "Headline metric per revision", columns=4, xlabel="revision (table beside)",
+                             bands=bands)
     chart = images_dir / "trends.png"
     figure.savefig(chart)
     plt.close(figure)

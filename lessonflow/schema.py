@@ -12,7 +12,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lessonflow.errors import ParamsError
 
@@ -23,6 +23,7 @@ OptimizerName = Literal["sgd", "adam", "adamax", "rprop"]
 ScheduleName = Literal["constant", "onecycle"]
 TrainSplit = Literal["train", "train+val"]
 SAMPLE_SOURCES = ("embedded", "synthetic")  # data sources of the embedded profile (CIFAR's says what its images are)
+CONFIDENCE = 0.95  # the interval a lesson with several seeds gets unless it asks for another
 
 
 class Strict(BaseModel):
@@ -74,6 +75,35 @@ class LessonBase(Strict):
     # true for a lesson that goes past its tutorial (another recipe or model): the report labels it,
     # and ``reference`` is then the tutorial's result it is measured against
     beyond_tutorial: bool = False
+    # a count (``seed``, ``seed`` + 1, …) or the seeds themselves; the first is saved where a lesson's one
+    # model always was, each other beside it (lessonflow/seeds.py keeps their spread)
+    seeds: int | list[int] = 1
+    interval: float | None = Field(None, gt=0, lt=1)  # the t interval's confidence; default 0.95 with 2 seeds or more
+
+    @model_validator(mode="after")
+    def _seeds_valid(self) -> LessonBase:
+        if isinstance(self.seeds, int) and self.seeds < 1:
+            raise ParamsError(f"seeds: a count of seeds is 1 or more (got {self.seeds}); or list the seeds: [0, 1, 2]")
+        if isinstance(self.seeds, list):
+            if not self.seeds:
+                raise ParamsError("seeds: the list names no seed; allowed: a count of 1 or more, or distinct seeds")
+            twice = next((seed for seed in self.seeds if self.seeds.count(seed) > 1), None)
+            if twice is not None:
+                raise ParamsError(f"seeds: seed {twice} is listed twice; allowed: distinct seeds")
+        if self.interval is not None and len(self.seed_list) < 2:
+            raise ParamsError(f"interval: a {self.interval:.0%} interval needs 2 seeds or more, and seeds gives "
+                              f"{self.seed_list}; add seeds or drop interval")
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds it trains, the first one first."""
+        return list(self.seeds) if isinstance(self.seeds, list) else list(range(self.seed, self.seed + self.seeds))
+
+    @property
+    def confidence(self) -> float | None:
+        """The interval its metrics give: the one asked for, else the default when there are seeds enough."""
+        return self.interval or (CONFIDENCE if len(self.seed_list) > 1 else None)
 
     def for_source(self, data_source: str) -> LessonBase:
         """The settings the lesson trains and is scored with on data from ``data_source``: a kind with

@@ -1,23 +1,29 @@
 """``train@<lesson>``: the lesson's kind trains; this stage seeds, loads, saves and logs, alike for every kind.
 
-It resumes from the lesson's checkpoint when the params, prepared data and code that made it are
-the same (``fingerprint``), saves each state the kind returns under ``models/<id>/`` and writes the
-train log (``results/<id>/train/``): the run facts every lesson has, the kind's numbers and curves.
+It trains once per seed of the lesson (``seeds``), in this one process: one stage per lesson keeps
+the lock small and DVC's bookkeeping to one entry, where a stage per seed would repeat every dep.
+Each seed resumes from its own checkpoint when the params, prepared data and code that made it are
+the same (``fingerprint``); the first seed's states go under ``models/<id>/`` as one seed's always
+did, the others' beside them. The train log (``results/<id>/train/``) holds the first seed's run
+facts, the kind's numbers and curves, and with several seeds each one's run facts and their spread.
 """
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import torch
 
 from lessonflow.atomic import atomic_path
-from lessonflow.contract import BACKBONE, CHECKPOINT_SUFFIX, Checkpoint
+from lessonflow.contract import BACKBONE, CHECKPOINT_SUFFIX, Checkpoint, Trained
 from lessonflow.datasets import load_prepared
 from lessonflow.kinds import kind_of
+from lessonflow.paths import SEED_FOLDER
 from lessonflow.records import live_log, log_curves, run_facts, trained_with
 from lessonflow.runtime import make_deterministic, pick_device
 from lessonflow.schema import LessonBase
+from lessonflow.seeds import KEY, spread
 from stages import stage_main
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "lessonflow"
@@ -45,29 +51,50 @@ def backbone_file(lesson_id, lesson, layout) -> Path | None:
 
 
 def train(lesson_id, params, layout):
-    """Train one lesson's model (resuming from its checkpoint when params, data and code are unchanged)."""
+    """Train one lesson's model once per seed (each resuming from its checkpoint when params, data and code are unchanged)."""
     lesson = params.lessons[lesson_id]
     device = pick_device(params.device)
-    make_deterministic(lesson.seed)
+    seeds = lesson.seed_list
+    make_deterministic(seeds[0])
     prepared = layout.prepared(lesson.dataset)
     data = load_prepared(prepared)
     inputs = [prepared]
     if (backbone := backbone_file(lesson_id, lesson, layout)) is not None:
         data[BACKBONE] = torch.load(backbone, weights_only=True)
-        inputs.append(backbone)
-    checkpoint = Checkpoint(layout.checkpoint(lesson_id), fingerprint(lesson, *inputs), lesson_id)
+        inputs.append(backbone)  # a checkpoint made on another backbone is not resumed
+    runs = {}
+    for seed in seeds:
+        if seed != seeds[0]:
+            make_deterministic(seed)
+        runs[seed] = train_seed(lesson.model_copy(update={"seed": seed}), lesson_id, data, inputs, device,
+                                layout.seed_folder(lesson_id, seed, seeds[0]))
+    folder = layout.model(lesson_id).parent
+    for finished in folder.rglob(f"*{CHECKPOINT_SUFFIX}"):  # kept until every seed is saved: a rerun resumes each
+        finished.unlink()  # a finished training leaves nothing to resume, and models/<id>/ only its weights
+    for stale in folder.glob(f"{SEED_FOLDER}*"):  # a seed no longer asked for
+        if stale.name not in {f"{SEED_FOLDER}{seed}" for seed in seeds}:
+            shutil.rmtree(stale)
+    first = runs[seeds[0]]
+    with live_log(layout.train_log(lesson_id)) as live:
+        log_curves(live, first.history, first.curves)
+        live.summary.update(**run_facts(first.seconds, first.device, data["source"], seeds[0]),
+                            **trained_with(first.device, layout.model(lesson_id), first.network), **first.summary)
+        if len(seeds) > 1:
+            live.summary[KEY] = {**spread("train_seconds", {seed: run.seconds for seed, run in runs.items()}, None),
+                                 "runs": {str(seed): {**run_facts(run.seconds, run.device, data["source"], seed),
+                                                      **run.summary} for seed, run in runs.items()}}
+
+
+def train_seed(lesson: LessonBase, lesson_id: str, data, inputs: list[Path], device, folder: Path) -> Trained:
+    """One seed's training, its states saved in ``folder`` and its checkpoint left there."""
+    checkpoint = Checkpoint(folder / CHECKPOINT_SUFFIX, fingerprint(lesson, *inputs), lesson_id)
     trained = kind_of(lesson.kind).train(lesson.for_source(data["source"]), name=lesson_id, data=data,
                                          device=device, checkpoint=checkpoint)
+    folder.mkdir(parents=True, exist_ok=True)
     for stem, state in trained.states.items():
-        with atomic_path(layout.model(lesson_id).with_name(f"{stem}.pt")) as tmp:
+        with atomic_path(folder / f"{stem}.pt") as tmp:
             torch.save(state, tmp)
-    for finished in layout.model(lesson_id).parent.glob(f"*{CHECKPOINT_SUFFIX}"):  # the GAN's judge has its own
-        finished.unlink()  # a finished training leaves nothing to resume, and models/<id>/ only its weights
-    with live_log(layout.train_log(lesson_id)) as live:
-        log_curves(live, trained.history, trained.curves)
-        live.summary.update(**run_facts(trained.seconds, trained.device, data["source"], lesson.seed),
-                            **trained_with(trained.device, layout.model(lesson_id), trained.network),
-                            **trained.summary)
+    return trained
 
 
 if __name__ == "__main__":

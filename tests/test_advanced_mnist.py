@@ -115,7 +115,7 @@ def tiny_digits(tmp_path_factory) -> Path:
 
 
 def one_epoch_params(lesson_id: str, **overrides) -> Params:
-    entry = lesson_params(lesson_id) | {"epochs": 1} | overrides
+    entry = lesson_params(lesson_id) | {"epochs": 1, "seeds": 1} | overrides  # tests/test_seeds.py trains several
     entry.pop("embedded", None)  # its sample-data settings would replace the one epoch
     if entry["kind"] == "gan":
         entry |= {"samples": 16, "judge": entry["judge"] | {"epochs": 1}}

@@ -91,6 +91,7 @@ def test_cifar_fast_lesson_trains_a_short_run_on_the_embedded_data_and_evaluates
     lesson = raw["lessons"]["cifar-fast"]
     assert lesson["beyond_tutorial"] and lesson["reference_accuracy"] == 0.8779
     lesson["embedded"] = {"epochs": 1, "batch_size": 100}
+    lesson["seeds"] = 1  # one seed: tests/test_seeds.py trains several
     layout = Layout(tmp_path)
     layout.prepared("cifar").parent.mkdir(parents=True)
     torch.save({**synthetic, "x_train": synthetic["x_train"][:300], "y_train": synthetic["y_train"][:300]},

@@ -177,7 +177,7 @@ def test_flow_builds_independent_lessons_concurrently(built, tmp_path):
     assert all(f"`{stage}` | ran |" in report for stage in STAGES), report
 
     from lessonflow.params import load_params
-    from lessonflow.compare import verdict
+    from lessonflow.compare import judged
 
     from flows.artifacts import RESULTS_KEY
 
@@ -185,11 +185,11 @@ def test_flow_builds_independent_lessons_concurrently(built, tmp_path):
     params = load_params(repo / "params.yaml")
     assert set(table) == {*params.lessons, *(f"ensemble-{name}" for name in params.ensembles)}
     for lesson in LESSONS:
-        accuracy = read_json(repo / "results" / lesson / "eval" / "metrics.json")["test_accuracy"]
+        metrics = read_json(repo / "results" / lesson / "eval" / "metrics.json")
+        accuracy = metrics["test_accuracy"]
         assert table[lesson]["metric"] == "test_accuracy" and table[lesson]["value"] == round(accuracy, 6)
         assert table[lesson]["change"] == "new", "the first run on this server has nothing to compare with"
-        assert table[lesson]["verdict"] == verdict(("test_accuracy", accuracy), params.lessons[lesson].reference_accuracy,
-                                                   "embedded")
+        assert table[lesson]["verdict"] == judged(metrics, params.lessons[lesson].reference_accuracy)
     assert table["mnist-cnn"] == {"result": "mnist-cnn", "metric": "", "value": "", "change": "", "verdict": "not built"}
     assert list(table)[:2] == LESSONS, "built results come first"
     assert Artifact.get(RESULTS_KEY).description == (f"this run: 2 built, 0 failed, {len(table) - 2} skipped; "

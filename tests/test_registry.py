@@ -11,10 +11,11 @@ import torch
 import yaml
 
 from conftest import BIN, clone, commit_all, dvc, read_json, run
-from lessonflow.cards import FIELDS, card_fields, known_limits, render_card, spread
+from lessonflow.cards import FIELDS, card_fields, known_limits, over_seeds, render_card
 from lessonflow.loader import ModelNotFound, load
 from lessonflow.params import load_params
 from lessonflow.registry import registered
+from lessonflow.seeds import spread
 
 LESSON = "mnist-cnn-book"  # built by the quick_built fixture, with mnist-logreg
 
@@ -33,9 +34,10 @@ def test_dvc_yaml_registers_exactly_the_lessons_with_a_torch_model():
 
 
 def test_spread_and_known_limits_come_from_the_values_and_metrics():
-    assert spread({0: 0.979}) == "seed 0: 0.979 (one seed: no spread measured)"
-    assert spread({0: 0.979, 1: 0.977, 2: 0.978}) == (
-        "seed 0: 0.979, seed 1: 0.977, seed 2: 0.978; mean 0.978 ± 0.001 (standard deviation over 3 seeds)")
+    assert over_seeds(None, 0, 0.979) == "seed 0: 0.979 (one seed: no spread measured)"
+    assert over_seeds(spread("test_accuracy", {0: 0.979, 1: 0.977, 2: 0.978}, None), 0, 0.979) == (
+        "seed 0: 0.979, seed 1: 0.977, seed 2: 0.978; mean 0.978 ± 0.001 (standard deviation over 3 seeds; "
+        "range 0.977 to 0.979)")
     limits = known_limits({"beats_persistence": False, "verdict": "does not beat persistence: RMSE 20 vs 19"},
                           {"data_source": "embedded"}, "no reference result", 1)
     assert limits[0] == "does not beat persistence: RMSE 20 vs 19"
@@ -58,7 +60,7 @@ def test_a_card_states_the_gpu_and_cuda_that_trained_it_and_names_the_stage_of_a
                          ("test_accuracy", 0.99), "matches (+1.0 pts)")
     card = render_card("mnist-cnn", fields)
     assert [name for name in FIELDS if f"**{name}:**" in card] == list(FIELDS)
-    assert "**Hardware:** CPU Xeon; GPU NVIDIA H100" in card and "CUDA 13.0" in card and "41.5 s on cuda" in card
+    assert "**Hardware:** CPU Xeon; GPU NVIDIA H100" in card and "CUDA 13.0" in card and "41.5 s (one seed: no spread measured), on cuda" in card
     assert "003 K (003 = the PyTorch practice course" in card and "21,840" in card and "lr: 0.01" in card
     assert "mean ±" not in card and "one seed" in card
     unbuilt = render_card("boston-knn", card_fields("boston-knn", params.lessons["boston-knn"], {}, {}, None,
@@ -105,11 +107,12 @@ def test_every_card_lists_every_field_and_the_report_links_it(reported):
     assert parameters == sum(p.numel() for p in load(LESSON, repo=reported).parameters())
     assert f"**Parameters:** {parameters:,}" in card
     assert f"{(reported / 'models' / LESSON / 'model.pt').stat().st_size:,} bytes" in card
-    assert f"seed 0: {tested['test_accuracy']:.4g} (one seed" in card and "001 §7.6" in card
+    assert f"seed 0: {tested['test_accuracy']:.4g}, seed 1: " in card and "001 §7.6" in card  # params: seeds: 3
+    assert f"mean {tested['over_seeds']['mean']:.4g} ± " in card
     assert f"torch {torch.__version__}" in card and "Python 3." in card and "NumPy" in card
     assert re.search(r"\*\*Hardware:\*\* CPU \S", card) and "source `embedded`" in card
     assert "lessonflow.load(\"mnist-cnn-book\")" in card and "Conv2d" in card
-    assert "- trained and tested on sample data" in card and "- one seed" in card
+    assert "- trained and tested on sample data" in card and "- one seed" not in card
     knn = (reports / "cards" / "boston-knn.md").read_text()
     assert "**Parameters:** not trained yet: run `dvc repro train@boston-knn`" in knn and "not a torch module" in knn
 

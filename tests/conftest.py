@@ -194,13 +194,14 @@ def working_in(repo: Path) -> list:
 
 
 def quick_project(path: Path, cnn_epochs: int = 1, **orchestration) -> Path:
-    """A committed copy of the project whose two quick lessons train for seconds; ``orchestration`` edits params.yaml."""
+    """A committed copy of the project whose two quick lessons train one seed for seconds; ``orchestration``
+    edits params.yaml."""
     from dvc.utils.serialize import modify_yaml
 
     repo = copy_project(path)
     with modify_yaml(str(repo / "params.yaml")) as params:
-        params["lessons"]["mnist-logreg"]["epochs"] = 2
-        params["lessons"]["mnist-cnn-book"]["epochs"] = cnn_epochs
+        params["lessons"]["mnist-logreg"].update(epochs=2, seeds=1)
+        params["lessons"]["mnist-cnn-book"].update(epochs=cnn_epochs, seeds=1)
         params["orchestration"].update(orchestration)
     commit_all(repo, "quick lessons")
     return repo

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import tenacity.nap
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -23,7 +24,6 @@ from PIL import Image
 from conftest import killed_after_checkpoint, project_params
 from lessonflow.contract import Checkpoint
 from lessonflow.datasets import cifar, download_dataset, prepare_dataset
-from lessonflow.datasets import fetch as fetch_module
 from lessonflow.datasets.fetch import ChecksumError, DownloadError
 from lessonflow.params import DatasetParams, parse_params
 from lessonflow.paths import Layout
@@ -189,7 +189,7 @@ def server(tmp_path, monkeypatch):
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setattr(fetch_module, "time", SimpleNamespace(sleep=lambda seconds: None))
+    monkeypatch.setattr(tenacity.nap, "time", SimpleNamespace(sleep=lambda seconds: None))  # the retry policy's waits
     yield SimpleNamespace(root=root, url=f"http://127.0.0.1:{httpd.server_port}")
     httpd.shutdown()
     httpd.server_close()

@@ -16,8 +16,9 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# torch's CUDA wheels are large: a flaky connection resumes a broken download instead of failing the install
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --resume-retries 20 -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -96,4 +96,6 @@ def evaluate(lesson: RnnLesson, *, name: str, data: Prepared, device: torch.devi
         images["next_letter.png"] = heat_map(np.stack(list(answers.values())), [f"after {t!r}" for t in answers],
                                              list(lesson.alphabet), f"{name}: probability of each next letter",
                                              "next letter", "input")
-    return Evaluated(metrics, images=images)
+    probabilities = np.stack(list(answers.values())) if answers else np.zeros((0, len(lesson.alphabet)))
+    return Evaluated(metrics, images=images,  # kept in eval/outputs: the answers behind the metrics and the picture
+                     arrays={"answers.npz": {"queries": np.array(list(answers), dtype=str), "probabilities": probabilities}})

@@ -170,4 +170,7 @@ def evaluate(lesson: Seq2SeqLesson, *, name: str, data: Prepared, device: torch.
         "attention.png": heat_map(attention[:, :len(columns)], words, columns,
                                   f"{name}: attention, {source!r}", "French word", "English word"),
     }
-    return Evaluated(metrics, images=images)
+    return Evaluated(metrics, images=images,  # kept in eval/outputs: every held-out translation beside its truth
+                     arrays={"translations.npz": {"french": np.array([fr for fr, _ in pairs], dtype=str),
+                                                  "english": np.array(truths, dtype=str),
+                                                  "model": np.array(guesses, dtype=str)}})

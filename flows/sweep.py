@@ -246,7 +246,7 @@ def _headline(project: Path, experiment: Experiment) -> str:
     except (DvcException, SCMError) as err:
         return f"(metrics not read: {err})"
     return "; ".join(f"{lesson}: {metric} {new}, change {change}"
-                     for lesson, metric, _, new, change, _ in rows(comparison) if lesson in experiment.results)
+                     for lesson, metric, _, new, change, *_ in rows(comparison) if lesson in experiment.results)
 
 
 def _report(project: Path, experiments: list[Experiment]) -> None:

@@ -34,9 +34,10 @@ run: install
 test: install
 	$(BIN)/python -m pytest -m "not slow and not long" -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
-# Everything CI runs: the above plus the long end-to-end, reliability, schedule and flow tests.
+# Everything CI runs: the above plus the long end-to-end, reliability, schedule and flow tests, on the
+# same workers; the default build they read is made once, by whichever worker needs it first.
 test-all: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 # The real-data checks (needs LESSONFLOW_DATA_MIRROR or internet): minutes of training per lesson.
 test-slow: install

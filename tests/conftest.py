@@ -107,19 +107,36 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.long)
 
 
+@contextmanager
+def once_per_run(tmp_path_factory, name: str):
+    """A folder every pytest-xdist worker of this run shares, held under a lock while the block runs: the
+    first worker to arrive makes what is in it, the others wait and reuse it."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above every worker's own
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield root / name
+
+
 @pytest.fixture(scope="session")
 def newcomer(tmp_path_factory) -> dict:
     """A fresh copy of the project and the environment of a shell on a fresh machine: a bare Python first
     on PATH, none of the suite's own environment (tests/test_docs.py runs the README's commands in it)."""
-    home = tmp_path_factory.mktemp("newcomer")
-    bare = home / "bare-python"
-    subprocess.run(["python3", "-m", "venv", "--without-pip", str(bare)], check=True,
-                   env={**os.environ, "PATH": without_suite_venv(os.environ["PATH"])})
+    with once_per_run(tmp_path_factory, "newcomer") as home:
+        bare, repo = home / "bare-python", home / "lessonflow"
+        if not (home / "made").is_file():
+            shutil.rmtree(home, ignore_errors=True)  # what a worker that failed here left half made
+            subprocess.run(["python3", "-m", "venv", "--without-pip", str(bare)], check=True,
+                           env={**os.environ, "PATH": without_suite_venv(os.environ["PATH"])})
+            copy_project(repo, skip=())
+            (home / "made").touch()
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("LESSONFLOW_", "PREFECT_", "DVC_", "VIRTUAL_ENV", "PYTHON"))}
+           if not key.startswith(("LESSONFLOW_", "PREFECT_", "DVC_", "VIRTUAL_ENV", "PYTHON", "PYTEST_"))}
     env.update(PATH=os.pathsep.join([str(bare / "bin"), without_suite_venv(os.environ["PATH"])]),
                PREFECT_HOME=str(home / "prefect"))  # the developer's own Prefect database stays out of it
-    repo = copy_project(home / "lessonflow", skip=())
     return {"repo": repo, "env": env, "setup": []}
 
 
@@ -134,26 +151,31 @@ def newcomer_shell(newcomer: dict, line: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def made_run(newcomer, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    """The README's `make run` on the newcomer's machine, and a copy of the project it built.
+    """The README's `make run` on the newcomer's machine, and a committed copy of the project it built.
 
     The docs test checks the command; the copy (without its .venv) is the default build every other
-    end-to-end test reads, so the suite builds the default profile once.
+    end-to-end test reads, so the suite builds the default profile once, whichever worker asks first.
     """
-    done = subprocess.run(newcomer_shell(newcomer, "make run"), cwd=newcomer["repo"], env=newcomer["env"],
-                          capture_output=True, text=True, timeout=README_COMMAND_TIMEOUT_S)
-    built = tmp_path_factory.mktemp("built") / "repo"
-    if done.returncode == 0:
-        shutil.copytree(newcomer["repo"], built, symlinks=True,
-                        ignore=lambda folder, names: [".venv"] if Path(folder) == newcomer["repo"] else [])
-    return done, built
+    with once_per_run(tmp_path_factory, "made-run") as folder:
+        record, built = folder / "make-run.json", folder / "repo"
+        if not record.is_file():
+            done = subprocess.run(newcomer_shell(newcomer, "make run"), cwd=newcomer["repo"], env=newcomer["env"],
+                                  capture_output=True, text=True, timeout=README_COMMAND_TIMEOUT_S)
+            if done.returncode == 0:
+                shutil.copytree(newcomer["repo"], built, symlinks=True,
+                                ignore=lambda parent, names: [".venv"] if Path(parent) == newcomer["repo"] else [])
+                commit_all(built, "built default profile")
+            folder.mkdir(exist_ok=True)
+            record.write_text(json.dumps({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}))
+        ran = json.loads(record.read_text())
+    return subprocess.CompletedProcess("make run", ran["returncode"], ran["stdout"], ran["stderr"]), built
 
 
 @pytest.fixture(scope="session")
 def built_project(made_run) -> Path:
-    """The default profile as `make run` built it, committed; shared by the tests that only read its results."""
+    """The default profile as `make run` built it; shared by the tests that only read its results."""
     done, repo = made_run
     assert done.returncode == 0, f"make run exited {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    commit_all(repo, "built default profile")
     return repo
 
 
@@ -172,9 +194,14 @@ def quick_built(tmp_path_factory) -> Path:
 
     Read-only: a test that changes things works on ``clone(quick_built, dest)``.
     """
-    repo = copy_project(tmp_path_factory.mktemp("quick"))
-    dvc(repo, "repro", *(f"evaluate@{lesson}" for lesson in QUICK_LESSONS), env=project_env(**ONE_THREAD))
-    commit_all(repo, "built the quick lessons")
+    with once_per_run(tmp_path_factory, "quick") as folder:
+        repo = folder / "repo"
+        if not (folder / "made").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            copy_project(repo)
+            dvc(repo, "repro", *(f"evaluate@{lesson}" for lesson in QUICK_LESSONS), env=project_env(**ONE_THREAD))
+            commit_all(repo, "built the quick lessons")
+            (folder / "made").touch()
     return repo
 
 

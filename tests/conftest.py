@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -101,10 +102,17 @@ def killed_after_checkpoint(checkpoint: Path):
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """A test of the whole default build belongs to `make test-all`: the build alone takes minutes."""
+    """A test of the whole default build belongs to `make test-all`: the build alone takes minutes.
+
+    Files with such a test run last, so that a worker has every other file to run while the docs
+    test's `make run` builds, instead of waiting for the build.
+    """
+    readers = set()
     for item in items:
         if "built_project" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.long)
+            readers.add(item.path)
+    items.sort(key=lambda item: item.path in readers)  # stable: the order within each part stays
 
 
 @contextmanager
@@ -149,6 +157,20 @@ def newcomer_shell(newcomer: dict, line: str) -> list[str]:
     return ["bash", "-c", "\n".join(["set -e", *newcomer["setup"], line])]
 
 
+def in_newcomer_shell(newcomer: dict, line: str) -> subprocess.CompletedProcess:
+    """Run ``line`` as the newcomer would; past the time limit everything it started is killed, so that
+    no orphaned ``dvc repro`` goes on writing in the project while the next test uses it."""
+    with subprocess.Popen(newcomer_shell(newcomer, line), cwd=newcomer["repo"], env=newcomer["env"], text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as shell:
+        try:
+            stdout, stderr = shell.communicate(timeout=README_COMMAND_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(shell.pid, signal.SIGKILL)
+            stdout, stderr = shell.communicate()
+            stderr += f"\n(killed: still running after {README_COMMAND_TIMEOUT_S} s)"
+    return subprocess.CompletedProcess(line, shell.returncode, stdout, stderr)
+
+
 @pytest.fixture(scope="session")
 def made_run(newcomer, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """The README's `make run` on the newcomer's machine, and a committed copy of the project it built.
@@ -159,8 +181,7 @@ def made_run(newcomer, tmp_path_factory) -> tuple[subprocess.CompletedProcess, P
     with once_per_run(tmp_path_factory, "made-run") as folder:
         record, built = folder / "make-run.json", folder / "repo"
         if not record.is_file():
-            done = subprocess.run(newcomer_shell(newcomer, "make run"), cwd=newcomer["repo"], env=newcomer["env"],
-                                  capture_output=True, text=True, timeout=README_COMMAND_TIMEOUT_S)
+            done = in_newcomer_shell(newcomer, "make run")  # recorded whatever its end: no worker runs it twice
             if done.returncode == 0:
                 shutil.copytree(newcomer["repo"], built, symlinks=True,
                                 ignore=lambda parent, names: [".venv"] if Path(parent) == newcomer["repo"] else [])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import README_COMMAND_TIMEOUT_S, ROOT, newcomer_shell
+from conftest import ROOT, in_newcomer_shell, newcomer_shell
 
 README = ROOT / "README.md"
 MIRROR_PLACEHOLDER = "/path/to/mirror"
@@ -108,8 +108,7 @@ def test_readme_command_runs_as_written(command: Command, newcomer: dict, reques
         serve_then_stop(newcomer, line)
     else:
         done = request.getfixturevalue("made_run")[0] if line.split("  #")[0].strip() == "make run" else \
-            subprocess.run(newcomer_shell(newcomer, line), cwd=newcomer["repo"], env=newcomer["env"],
-                           capture_output=True, text=True, timeout=README_COMMAND_TIMEOUT_S)
+            in_newcomer_shell(newcomer, line)
         assert done.returncode == 0, f"{line}\nexited {done.returncode}\n{done.stdout[-6000:]}\n{done.stderr[-6000:]}"
     if command.sets_up_the_shell:
         newcomer["setup"].append(line)

@@ -194,3 +194,21 @@ def test_imagenet_resnet50_weights_are_loaded_frozen_and_unchanged_by_training(t
     assert saved["fc.weight"].shape == (2, 2048) and trained.summary["backbone"] == "resnet50-0676ba61.pth"
     assert trained.summary["trainable_parameters"] == 2048 * 2 + 2
     assert all(torch.equal(imagenet[key], kept[key]) for key in kept)  # the file's weights themselves untouched
+
+
+def test_switching_the_profile_rewrites_dvc_yaml_for_it(tmp_path):
+    import logging
+
+    from conftest import copy_project, run
+
+    from flows.pipeline import _set_profile
+    from lessonflow.params import load_params
+
+    repo = copy_project(tmp_path / "project")
+    run(repo, "lessonflow", "dvc-yaml", "--profile", "full")  # what `make run PROFILE=full` does before `dvc exp run`
+    assert "upstream: data/raw/catdog/vgg16-397923af.pth" in (repo / "dvc.yaml").read_text()
+    assert "the profile switched" in dvcfile.stale(Layout(repo), load_params(repo / "params.yaml"))  # still embedded
+    _set_profile(repo, "full", logging.getLogger("test"))  # the flow's --profile
+    assert dvcfile.stale(Layout(repo), load_params(repo / "params.yaml")) is None
+    _set_profile(repo, "embedded", logging.getLogger("test"))
+    assert "upstream: models/cifar8-vgg" in (repo / "dvc.yaml").read_text()

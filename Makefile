@@ -26,7 +26,7 @@ install: $(VENV)/.installed
 # Build every lesson: `make run` uses params.yaml as it is; `make run PROFILE=full` switches every
 # dataset to the real data for this run (an experiment, listed by `dvc exp show`).
 run: install
-	$(BIN)/dvc $(if $(PROFILE),exp run -S profile=$(PROFILE),repro) $(ARGS)
+	$(if $(PROFILE),$(BIN)/lessonflow dvc-yaml --profile $(PROFILE) && )$(BIN)/dvc $(if $(PROFILE),exp run -S profile=$(PROFILE),repro) $(ARGS)
 	@echo "Next, in this shell: source .venv/bin/activate, then dvc metrics show, dvc plots show, lessonflow compare"
 
 # The contributor's tier (minutes): every unit test, the docs test and one real `dvc repro` slice, on

@@ -321,12 +321,21 @@ def _local_gpus() -> list[str]:
 
 
 def _set_profile(project: Path, profile: str, logger) -> None:
+    """``profile`` in params.yaml, and dvc.yaml written for it (the transfer lessons' inputs differ by profile)."""
     from dvc.utils.serialize import modify_yaml
+
+    from lessonflow import dvcfile
+    from lessonflow.params import load_params
+    from lessonflow.paths import Layout
 
     with modify_yaml(str(project / "params.yaml")) as params:
         if params.get("profile") != profile:
             logger.info("params.yaml: profile %s -> %s", params.get("profile"), profile)
             params["profile"] = profile
+    layout = Layout(project)
+    resolved = load_params(layout.params)
+    if dvcfile.stale(layout, resolved):
+        dvcfile.write(layout, resolved)
 
 
 def task_runner(runner: str = "thread", max_parallel: int = 2, address: str | None = None):

@@ -56,13 +56,15 @@ def parts(network: nn.Module) -> tuple[nn.Module, nn.Module]:
     return network.features, head
 
 
-def load_backbone(backbone: nn.Module, saved: dict[str, torch.Tensor], label: str) -> None:
-    """Put the ``features.*`` weights of a whole saved network into ``backbone``, or say in one line why not."""
-    prefix = "features."
-    state = {key.removeprefix(prefix): value for key, value in saved.items() if key.startswith(prefix)}
+def load_backbone(backbone: nn.Module, saved: dict[str, torch.Tensor], label: str, prefix: str = "features.") -> None:
+    """Put the backbone weights of a whole saved network (those under ``prefix``, its head's aside) into
+    ``backbone``, or say in one line why not."""
+    heads = tuple(f"{name}." for name in HEADS)
+    state = {key.removeprefix(prefix): value for key, value in saved.items()
+             if key.startswith(prefix) and not key.startswith(heads)}
     expected = backbone.state_dict()
     if not state:
-        raise BackboneError(f"{label}: holds no backbone weights (no {prefix}* entries); "
+        raise BackboneError(f"{label}: holds no backbone weights (no {prefix or 'non-head '}* entries); "
                             "it is not a model of the architecture this lesson names")
     for key, value in expected.items():
         if key not in state or state[key].shape != value.shape:

@@ -81,19 +81,24 @@ def add_dvc_yaml(subparsers: argparse._SubParsersAction) -> None:
         subparsers, "dvc-yaml", run_dvc_yaml, ("--check", "only say whether dvc.yaml is current (exit 1 if not)"),
         help="write dvc.yaml from params.yaml and the code's imports",
         description="Write dvc.yaml: a stage per dataset, lesson and ensemble, each depending on exactly the "
-                    "project modules it imports. Run it after adding a lesson, dataset or ensemble to params.yaml "
-                    "or changing an import; the pipeline's `check` stage says when it is due.")
+                    "project modules it imports. Run it after adding a lesson, dataset or ensemble to params.yaml, "
+                    "switching the profile or changing an import; the pipeline's `check` stage says when it is due.")
+    subparsers.choices["dvc-yaml"].add_argument(
+        "--profile", choices=["embedded", "full"],
+        help="write it for this profile, as `dvc exp run -S profile=...` will find params.yaml (`make run PROFILE=`)")
 
 
 def run_dvc_yaml(args: argparse.Namespace) -> int:
     from lessonflow import dvcfile
     from lessonflow.errors import ParamsError
-    from lessonflow.params import load_params
+    from lessonflow.params import parse_params
     from lessonflow.paths import Layout
+    from lessonflow.schema import read_params
 
     layout = Layout.here()
     try:
-        params = load_params(layout.params)
+        raw = read_params(layout.params)
+        params = parse_params({**raw, "profile": args.profile} if args.profile else raw)
     except ParamsError as err:
         print(f"lessonflow dvc-yaml: {err}", file=sys.stderr)
         return 1

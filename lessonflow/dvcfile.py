@@ -47,13 +47,22 @@ def _code(name: str) -> str:
 
 
 def upstream(lesson: Any) -> str:
-    """What a lesson's training reads besides its code: a transfer lesson's backbone model, else its data.
+    """What a lesson's training reads besides its code: a transfer lesson's backbone model (on the full
+    profile its ImageNet weights file), else its data.
 
     DVC cannot give one stage of a ``foreach`` more deps than another, so every train stage lists
     this one: a lesson without a ``backbone:`` repeats its prepared data, a dep it has anyway.
     """
-    backbone = getattr(lesson, "backbone", None)
+    backbone, weights = getattr(lesson, "backbone", None), getattr(lesson, "weights_file", None)
+    if weights:
+        return f"data/raw/{lesson.dataset}/{weights}"
     return f"models/{backbone}" if backbone else f"data/prepared/{lesson.dataset}.pt"
+
+
+def used_datasets(params: Any) -> list[str]:
+    """The datasets some lesson reads on this profile (the transfer lessons' photos only under ``full``)."""
+    used = {lesson.dataset for lesson in params.lessons.values()}
+    return [name for name in params.datasets if name in used]
 
 
 def variables(params: Any) -> list[dict[str, Any]]:
@@ -99,7 +108,7 @@ def _dataset_stage(verb: str, params: Any) -> dict[str, Any]:
     else:
         body = {"cmd": "python -m stages.prepare ${item}", "deps": [_code("prepare-${item}"), "data/raw/${item}"],
                 "params": ["datasets.${item}"], "outs": [{"data/prepared/${item}.pt": {"persist": True}}]}
-    return {"foreach": list(params.datasets), "do": body}
+    return {"foreach": used_datasets(params), "do": body}
 
 
 def _ensemble_stage(name: str, members: list[str]) -> dict[str, Any]:
@@ -159,7 +168,8 @@ def stale(layout: Layout, params: Any) -> str | None:
         return "dvc.yaml is missing"
     if path.read_text() != render(params):
         return ("dvc.yaml is out of date with params.yaml or the code's imports (a lesson, dataset or ensemble "
-                "added or removed, or an import changed): run `lessonflow dvc-yaml`, then `dvc repro` again")
+                "added or removed, the profile switched, or an import changed): run `lessonflow dvc-yaml`, "
+                "then `dvc repro` again")
     return None
 
 

@@ -96,11 +96,13 @@ def check_source(name: str, entry: DatasetParams) -> list[str]:
     return []
 
 
-def parse_lesson(lesson_id: str, entry: dict[str, Any], declared: dict | None) -> tuple[LessonBase | None, list[str]]:
-    """``declared``: the dataset names, or ``None`` when the ``datasets`` section itself is unreadable."""
+def parse_lesson(lesson_id: str, entry: dict[str, Any], declared: dict | None,
+                 profile: str = "embedded") -> tuple[LessonBase | None, list[str]]:
+    """``declared``: the dataset names, or ``None`` when the ``datasets`` section itself is unreadable.
+    The lesson is returned as it runs on ``profile`` (its dataset checked there)."""
     try:
         schema = kind_of(entry.get("kind")).Lesson
-        lesson = schema.model_validate(entry)
+        lesson = schema.model_validate(entry).for_profile(profile)
     except ParamsError as err:
         return None, [f"lessons.{lesson_id}.{err}"]
     except ValidationError as err:
@@ -154,7 +156,7 @@ def parse_params(raw: dict[str, Any], *, lessons: Iterable[str] | None = None,
         problems += check_source(name, valid_datasets[name]) if name in valid_datasets else []
     parsed = {}
     for lesson_id in (key for key in lesson_ids if isinstance(entries[key], dict)):  # others: reported above
-        parsed[lesson_id], errors = parse_lesson(lesson_id, entries[lesson_id], names)
+        parsed[lesson_id], errors = parse_lesson(lesson_id, entries[lesson_id], names, raw.get("profile", "embedded"))
         problems += errors
     lesson_entries = {key: entry for key, entry in entries.items() if isinstance(entry, dict)}
     for lesson_id, lesson in parsed.items():

@@ -22,6 +22,8 @@ SourceName = Literal["auto", "embedded", "official", "mirror", "csv"]
 OptimizerName = Literal["sgd", "adam", "adamax", "rprop"]
 ScheduleName = Literal["constant", "onecycle"]
 TrainSplit = Literal["train", "train+val"]
+# (mean, std) of the pixels in [0, 1], or one of each per channel (ImageNet's, for its weights)
+Normalize = tuple[float, float] | tuple[tuple[float, float, float], tuple[float, float, float]]
 SAMPLE_SOURCES = ("embedded", "synthetic")  # data sources of the embedded profile (CIFAR's says what its images are)
 CONFIDENCE = 0.95  # the interval a lesson with several seeds gets unless it asks for another
 
@@ -104,6 +106,10 @@ class LessonBase(Strict):
     def confidence(self) -> float | None:
         """The interval its metrics give: the one asked for, else the default when there are seeds enough."""
         return self.interval or (CONFIDENCE if len(self.seed_list) > 1 else None)
+
+    def for_profile(self, profile: str) -> LessonBase:
+        """The lesson as it runs on ``profile``: a kind whose data or network differ there replaces them."""
+        return self
 
     def for_source(self, data_source: str) -> LessonBase:
         """The settings the lesson trains and is scored with on data from ``data_source``: a kind with

@@ -64,7 +64,7 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     schedule: str = "constant"
-    normalize: tuple[float, float] | None = None
+    normalize: Normalize | None = None
     seed: int = 0
     augment: Augmentation | None = None
     compile: bool = False  # torch.compile the model (GPU runs; see lessonflow/accel.py)
@@ -90,12 +90,14 @@ class History:
         return sum(e["seconds"] for e in self.epochs)
 
 
-def to_inputs(x: torch.Tensor, normalize: tuple[float, float] | None) -> torch.Tensor:
+def to_inputs(x: torch.Tensor, normalize: Normalize | None) -> torch.Tensor:
     """uint8 pixels -> float in [0, 1] (float features, e.g. tabular rows, are copied as they are),
-    then the lesson's (mean, std) normalisation if it has one."""
+    then the lesson's (mean, std) normalisation if it has one, per channel when it gives three of each."""
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
     if normalize is not None:
         mean, std = normalize
+        if isinstance(mean, tuple):
+            mean, std = (torch.tensor(value, device=x.device).view(-1, 1, 1) for value in (mean, std))
         x = x.sub_(mean).div_(std)
     return x
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -259,6 +260,51 @@ class SmallVGG(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x))
+
+
+# ResNet50's layers before its fc, by torchvision's names: an ImageNet file's keys fit ``features`` unchanged
+RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
+
+
+@register("vgg16")
+class TransferVGG16(nn.Module):
+    """torchvision's VGG16 for the full profile's transfer lesson (001 §7.5.4): ``features``, the 13
+    convolutions an ImageNet file fills, and the seed's head as ``classifier``: VGG's average
+    pool (to 7 by 7), then 25088→``hidden``→ReLU→Dropout→``hidden``→ReLU→Dropout→classes.
+    """
+
+    def __init__(self, in_shape, num_classes, hidden: int = 4096, dropout: float = 0.5):
+        from torchvision.models import vgg16
+
+        super().__init__()
+        self.features = vgg16(weights=None).features
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(7), nn.Flatten(), nn.Linear(512 * 7 * 7, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@register("resnet50")
+class TransferResNet50(nn.Module):
+    """torchvision's ResNet50 for the full profile's transfer lesson (001 §7.5.6): every layer before
+    its fc as ``features`` (under torchvision's names, global pool and flatten included) and the
+    seed's ``fc = Linear(2048, classes)``.
+    """
+
+    def __init__(self, in_shape, num_classes):
+        from torchvision.models import resnet50
+
+        super().__init__()
+        network = resnet50(weights=None)
+        trunk = [(name, getattr(network, name)) for name in RESNET_TRUNK]
+        self.features = nn.Sequential(OrderedDict([*trunk, ("flatten", nn.Flatten())]))
+        self.fc = nn.Linear(network.fc.in_features, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
 
 
 class InceptionA(nn.Module):

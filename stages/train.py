@@ -39,14 +39,15 @@ def fingerprint(lesson: LessonBase, *inputs: Path) -> str:
 
 
 def backbone_file(lesson_id, lesson, layout) -> Path | None:
-    """The saved model of the lesson a transfer lesson builds on (its ``backbone:``), which must exist."""
-    upstream = getattr(lesson, BACKBONE, None)
-    if upstream is None:
+    """The file a transfer lesson freezes, which must exist: the saved model of the lesson it builds on
+    (its ``backbone:``), or on the full profile the ImageNet weights its dataset's download fetched."""
+    upstream, weights = getattr(lesson, BACKBONE, None), getattr(lesson, "weights_file", None)
+    if upstream is None and weights is None:
         return None
-    path = layout.model(upstream)
+    path = layout.model(upstream) if upstream else layout.raw(lesson.dataset) / weights
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: the backbone of lessons.{lesson_id} is missing; "
-                                f"run `dvc repro train@{upstream}` first")
+        stage = f"train@{upstream}" if upstream else f"download@{lesson.dataset}"
+        raise FileNotFoundError(f"{path}: the backbone of lessons.{lesson_id} is missing; run `dvc repro {stage}` first")
     return path
 
 

@@ -56,7 +56,7 @@ class DatasetSpec:
 
 # Every dataset, by its params.yaml name; its module is the name with "_" for "-". A stage imports
 # only the module of the dataset it works on (``spec``), so its code deps in dvc.yaml stay exact.
-NAMES = ("mnist", "cifar", "sign-digits", "boston", "pima", "toy", "stock", "images", "fra-eng")
+NAMES = ("mnist", "cifar", "sign-digits", "boston", "pima", "toy", "stock", "images", "fra-eng", "catdog")
 _SPECS: dict[str, DatasetSpec] = {}
 
 

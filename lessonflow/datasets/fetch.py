@@ -21,6 +21,7 @@ from tenacity import retry_if_exception_type
 from tqdm import tqdm
 
 from lessonflow.atomic import atomic_path
+from lessonflow.datasets import mirror_root
 from lessonflow.errors import ChecksumError, DownloadError
 from lessonflow.retry import retrying
 
@@ -108,3 +109,11 @@ def copy_verified(source: Path, final: Path, *, sha256: str, gunzip: bool = Fals
         shutil.copyfile(source, tmp)
         verify(tmp, sha256, gunzip=gunzip)
     return final
+
+
+def fetch_file(source: str, mirror_path: str, urls: Iterable[str], final: Path, *, sha256: str) -> Path:
+    """``final`` from the data mirror's ``mirror_path`` (source ``mirror``) or else the first of ``urls``
+    serving it, in either case refused unless its sha256 is the one pinned."""
+    if source == "mirror":
+        return copy_verified(mirror_root() / mirror_path, final, sha256=sha256)
+    return download(urls, final, sha256=sha256)

@@ -18,12 +18,12 @@ import torch
 from pydantic import Field, ValidationError
 
 from lessonflow.datasets import DatasetSpec, mirror_root, register
-from lessonflow.datasets.fetch import copy_verified, download, verify
+from lessonflow.datasets.fetch import copy_verified, verify
+from lessonflow.datasets.weights import MIRROR_FOLDER, TORCHVISION, fetch_weights
 from lessonflow.schema import ParamsError, Strict, describe
 
-WEIGHTS_FILE = "vgg16-397923af.pth"
-OFFICIAL_URLS = [f"https://download.pytorch.org/models/{WEIGHTS_FILE}"]
-MIRROR_WEIGHTS = f"torchvision/{WEIGHTS_FILE}"
+WEIGHTS_FILE = TORCHVISION["vgg16"].file
+MIRROR_WEIGHTS = f"{MIRROR_FOLDER}/{WEIGHTS_FILE}"
 MIRROR_IMAGES = {"content": "style-transfer/stata.jpg", "style": "style-transfer/wave.jpg"}
 EMBEDDED = {"content": "china.jpg", "style": "flower.jpg"}
 EMBEDDED_FILE = "sklearn-sample-images.npz"
@@ -78,10 +78,7 @@ def fetch(source: str, raw_dir: Path, params: Any) -> None:
     options = ImageOptions.of(params)
     paths = {role: options.image_path(role, source) for role in EMBEDDED}
     pins = {role: options.pinned(role) for role in EMBEDDED}  # every key checked before a byte is fetched
-    if source == "mirror":
-        copy_verified(mirror_root() / MIRROR_WEIGHTS, raw_dir / WEIGHTS_FILE, sha256=options.weights_sha256)
-    else:
-        download(params.urls or OFFICIAL_URLS, raw_dir / WEIGHTS_FILE, sha256=options.weights_sha256)
+    fetch_weights(source, WEIGHTS_FILE, raw_dir, sha256=options.weights_sha256, urls=params.urls)
     for role, path in paths.items():  # raw/<role>/<the photo's own name>
         (raw_dir / role).mkdir()
         copy_verified(path, raw_dir / role / path.name, sha256=pins[role])

@@ -17,7 +17,9 @@ from pydantic import Field, model_validator
 from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.figures import confusion_matrix_figure, image_grid
 from lessonflow.records import carried_facts
-from lessonflow.schema import Augmentation, LessonBase, OptimizerParams, ParamsError, ScheduleName, Strict, TrainSplit
+from lessonflow.schema import (
+    Augmentation, LessonBase, Normalize, OptimizerParams, ParamsError, ScheduleName, Strict, TrainSplit,
+)
 from lessonflow.training import History, TrainConfig, TrainedLesson, predict_logits, train_classifier
 from lessonflow.zoo import model_for, restored
 
@@ -48,7 +50,7 @@ class ClassifierLesson(TrainedLesson):
     held nothing out): the lesson then has no validation curve and no ensemble may use it.
     """
 
-    normalize: tuple[float, float] | None = None
+    normalize: Normalize | None = None
     augment: Augmentation | None = None  # training batches only; evaluation sees the clean images
     recipe: Literal["tutorial", "fast"] = "tutorial"
     fast: Overrides | None = None

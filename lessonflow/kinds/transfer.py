@@ -1,25 +1,27 @@
 """The ``transfer`` lesson kind: a frozen backbone with a new head, beside the same network from scratch.
 
 001 §7.5.4 / §7.5.6 freeze VGG16's or ResNet50's features and train a two-class head on cats and
-dogs. The backbone here is another lesson's saved network (``backbone:``, a DVC dependency), its
-``features`` loaded, frozen and run once per image: the seed ran them every epoch, for the same
-numbers. The same network trained whole from fresh weights on the same few images is the
-baseline the transfer must beat; the evaluation scores both on the same test images.
+dogs. The backbone is another lesson's saved network (``backbone:``, a DVC dependency) or, on the
+full profile (``full:``), an ImageNet weights file (``weights:``), its ``features`` loaded, frozen and
+run once per image: the seed ran them every epoch, for the same numbers. The same network trained
+whole from fresh weights on the same few images is the baseline the transfer must beat; the
+evaluation scores both on the same test images.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lessonflow.backbones import checked_classes, class_subset, freeze, load_backbone, parts
 from lessonflow.contract import BACKBONE, Checkpoint, Evaluated, Prepared, Saved, Trained
+from lessonflow.datasets.weights import TORCHVISION
 from lessonflow.kinds import classifier
-from lessonflow.schema import SAMPLE_SOURCES
+from lessonflow.schema import SAMPLE_SOURCES, ModelParams, Normalize, ParamsError, Strict
 from lessonflow.training import predict_logits, train_classifier
 from lessonflow.zoo import model_for, restored
 
@@ -27,13 +29,49 @@ SCRATCH = "scratch"  # the from-scratch network's state, beside the transfer les
 SCRATCH_CURVES = {"scratch_train_loss": "scratch/train/loss", "scratch_val_accuracy": "scratch/val/accuracy"}
 
 
-class TransferLesson(classifier.ClassifierLesson):
-    """``backbone``: the lesson whose trained network is frozen; ``classes``: the two classes (positions in
-    the dataset's list; CIFAR-10's cat and dog are 3 and 5); ``train_images``: how many of each it learns from."""
+Network = Literal["vgg16", "resnet50"]  # the ImageNet weights files a lesson can freeze (datasets/weights.py)
 
-    backbone: str
+
+class FullProfile(Strict):
+    """What a transfer lesson learns from on the full profile, in place of its embedded settings."""
+
+    dataset: str
+    weights: Network
+    model: ModelParams
     classes: list[int] = Field(min_length=2)
     train_images: int = Field(gt=0)
+    normalize: Normalize | None = None
+
+
+class TransferLesson(classifier.ClassifierLesson):
+    """``backbone``: the lesson whose trained network is frozen, or ``weights``: the ImageNet network whose
+    file is; ``classes``: the two classes (positions in the dataset's list; CIFAR-10's cat and dog are 3
+    and 5); ``train_images``: how many of each it learns from; ``full``: all of these on the full profile."""
+
+    backbone: str | None = None
+    weights: Network | None = None
+    classes: list[int] = Field(min_length=2)
+    train_images: int = Field(gt=0)
+    full: FullProfile | None = None
+
+    @model_validator(mode="after")
+    def _one_backbone(self) -> TransferLesson:
+        if (self.backbone is None) == (self.weights is None):
+            raise ParamsError("backbone: name either a backbone lesson (backbone: <lesson>) or ImageNet weights "
+                              f"(weights: {' or '.join(TORCHVISION)}), not both nor neither")
+        return self
+
+    @property
+    def weights_file(self) -> str | None:
+        """The ImageNet file it freezes, in its dataset's raw folder; None for a backbone lesson's model."""
+        return TORCHVISION[self.weights].file if self.weights else None
+
+    def for_profile(self, profile: str) -> TransferLesson:
+        """On the full profile, the ``full:`` block's data, network and weights in place of the embedded ones."""
+        if profile != "full" or self.full is None:
+            return self
+        given = {key: value for key, value in dict(self.full).items() if value is not None}
+        return self.model_copy(update={**given, "backbone": None, "full": None})
 
     def for_source(self, data_source: str) -> TransferLesson:
         """CIFAR's embedded images say ``synthetic``: its ``embedded:`` settings apply to them too."""
@@ -61,7 +99,11 @@ def train(lesson: TransferLesson, *, name: str, data: Prepared, device: torch.de
     config = classifier.train_config(lesson)
     network = model_for(lesson.model, few)
     backbone, head = parts(network)
-    load_backbone(backbone, data[BACKBONE], f"the model of backbone lesson {lesson.backbone!r}")
+    if lesson.weights:
+        load_backbone(backbone, data[BACKBONE], f"the ImageNet weights {lesson.weights_file}",
+                      TORCHVISION[lesson.weights].prefix)
+    else:
+        load_backbone(backbone, data[BACKBONE], f"the model of backbone lesson {lesson.backbone!r}")
     freeze(backbone)
     started = time.perf_counter()
     features = head_data(backbone, few, lesson, device)
@@ -75,7 +117,7 @@ def train(lesson: TransferLesson, *, name: str, data: Prepared, device: torch.de
     transfer_seconds = feature_seconds + history.train_seconds
     summary: dict[str, Any] = {
         "epochs": len(rows), "train_samples": len(few["y_train"]), "train_split": "train", "recipe": lesson.recipe,
-        "backbone": lesson.backbone, "feature_seconds": round(feature_seconds, 6),
+        "backbone": lesson.backbone or lesson.weights_file, "feature_seconds": round(feature_seconds, 6),
         "transfer_seconds": round(transfer_seconds, 6), "scratch_seconds": round(scratch_history.train_seconds, 6),
         "trainable_parameters": sum(p.numel() for p in head.parameters()),
         "scratch_trainable_parameters": sum(p.numel() for p in scratch.parameters()),
@@ -94,6 +136,7 @@ def evaluate(lesson: TransferLesson, *, name: str, data: Prepared, device: torch
     def beside(_: Prepared, predicted: torch.Tensor) -> dict[str, Any]:
         transfer = (predicted == few["y_test"]).float().mean().item()
         return {"scratch_test_accuracy": round(scratch_accuracy, 6),
-                "transfer_gain": round(transfer - scratch_accuracy, 6), "backbone": lesson.backbone}
+                "transfer_gain": round(transfer - scratch_accuracy, 6),
+                "backbone": lesson.backbone or lesson.weights_file}
 
     return classifier.scored_classifier(lesson, name, few, device, saved, logits_of, beside)

@@ -61,6 +61,7 @@ class RunOptions:
     push: bool = False
     record: bool = True
     timeout_s: float | None = None
+    seed_workers: int = 1
 
 
 @dataclass(repr=False)
@@ -182,7 +183,7 @@ def pipeline(targets: list[str] | None = None, profile: Literal["embedded", "ful
     with checkout.hold(project, _run_name(), logger.info):
         lifeline.watch(functools.partial(_abandon, logger, FlowRunContext.get().flow_run.id))
         return _pipeline(RunOptions(project, tuple(targets or ()), profile, force, max_parallel, refresh_sources,
-                                    remote, push, record, settings.stage_timeout_minutes * 60))
+                                    remote, push, record, settings.stage_timeout_minutes * 60, settings.seed_workers))
 
 
 def _pipeline(options: RunOptions) -> list[StageRun]:
@@ -221,6 +222,7 @@ def _execute(plan: Plan, forced: set[str], options: RunOptions) -> list[StageRun
     running: dict = {}
     waiting = list(plan.order)
     slots = list(range(max_parallel))
+    needs = _slots_needed(project, plan.order, options.seed_workers, max_parallel)
     gpus = _local_gpus()
     while waiting or running:
         for stage in list(waiting):
@@ -233,25 +235,25 @@ def _execute(plan: Plan, forced: set[str], options: RunOptions) -> list[StageRun
             elif not (stage in forced or stage in plan.stale
                       or any(results[name].changed for name in plan.upstream[stage] if name != CHECK)):
                 results[stage] = StageRun(stage, "skipped")
-            elif slots:
-                slot = slots.pop(0)
+            elif len(slots) >= needs[stage]:
+                taken, slots = slots[:needs[stage]], slots[needs[stage]:]
                 entries = outputs = None
                 if remote:
                     ancestors = dvc_stages.ancestors(stage, plan.upstream)
                     recorded = dvc_stages.recorded_entries(project)
                     entries = {name: recorded[name] for name in ancestors}
                     outputs = dvc_stages.git_tracked_outputs(project, list(ancestors))
-                future = _stage_task(stage).submit(stage, str(project), stage in forced, max_parallel,
-                                                   gpus[slot % len(gpus)] if gpus else None, entries, outputs,
-                                                   options.timeout_s)
-                running[future] = (stage, slot, time.time())
+                gpu = ",".join(dict.fromkeys(gpus[slot % len(gpus)] for slot in taken)) if gpus else None
+                future = _stage_task(stage).submit(stage, str(project), stage in forced, max_parallel, gpu, entries,
+                                                   outputs, options.timeout_s)
+                running[future] = (stage, taken, time.time())
             else:
                 continue
             waiting.remove(stage)
         if running:
             future = next(as_completed(list(running)))
-            stage, slot, submitted = running.pop(future)
-            slots.append(slot)
+            stage, taken, submitted = running.pop(future)
+            slots += taken
             results[stage] = _outcome(future, stage, submitted, project, remote)
             if stage == CHECK and results[stage].changed:
                 # check rewrote the code fingerprints every stage depends on; DVC now knows which changed,
@@ -264,6 +266,21 @@ def _execute(plan: Plan, forced: set[str], options: RunOptions) -> list[StageRun
         elif waiting:
             raise RuntimeError(f"stages wait on stages outside the plan: {waiting}")  # a bug, not a user error
     return [results[stage] for stage in plan.order]
+
+
+def _slots_needed(project: Path, stages: list[str], seed_workers: int, max_parallel: int) -> dict[str, int]:
+    """Slots a train stage holds while its seeds train side by side (``orchestration.seed_workers``): one per
+    worker, each seed computing with one slot's share of the cores and GPUs, as it would in turn."""
+    from lessonflow.schema import read_params
+
+    lessons = read_params(project / "params.yaml").get("lessons") or {}
+    needs = {}
+    for stage in stages:
+        verb, _, lesson = stage.partition("@")
+        seeds = (lessons.get(lesson) or {}).get("seeds", 1) if verb == "train" else 1
+        count = len(seeds) if isinstance(seeds, list) else seeds if isinstance(seeds, int) else 1  # bad: check says so
+        needs[stage] = max(1, min(seed_workers, max_parallel, count))
+    return needs
 
 
 def _outcome(future, stage: str, submitted: float, project: Path, remote: bool) -> StageRun:

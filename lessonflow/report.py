@@ -27,7 +27,7 @@ from lessonflow.compare import rows as change_rows
 from lessonflow.ensemble import table_rows
 from lessonflow import figures
 from lessonflow.figures import plt, training_curves
-from lessonflow.history import history
+from lessonflow.history import Point, history
 from lessonflow.loader import build
 from lessonflow.paths import PLOTS, Layout
 from lessonflow.seeds import KEY as SEEDS_KEY
@@ -386,6 +386,16 @@ def draw_trends(root: Path, images_dir: Path) -> Trends:
     if not series:
         return Trends(None, [], "No lesson has results at two revisions yet: commit a build's dvc.lock and "
                                 "results/, or let the flow record its runs.")
+    figure, number = trend_figure(series)
+    chart = images_dir / "trends.png"
+    figure.savefig(chart)
+    plt.close(figure)
+    return Trends(chart, [[str(index), rev.label, rev.date.strftime("%Y-%m-%d %H:%M")] for rev, index in number.items()])
+
+
+def trend_figure(series: dict[str, list[Point]]):
+    """The small multiples, one line per data source, each revision's seeds' range shaded around it; and the
+    number each revision has on the x axis, oldest first."""
     order = sorted({point.revision for found in series.values() for point in found}, key=lambda rev: rev.date)
     number = {revision: index for index, revision in enumerate(order, 1)}
     panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
@@ -402,12 +412,8 @@ def draw_trends(root: Path, images_dir: Path) -> Trends:
                 band = bands.setdefault(panel, {}).setdefault(line, ([], [], []))
                 for column, value in zip(band, (number[point.revision], *point.spread)):
                     column.append(value)
-    figure = training_curves(panels, "Headline metric per revision", columns=4, xlabel="revision (table beside)",
-                             bands=bands)
-    chart = images_dir / "trends.png"
-    figure.savefig(chart)
-    plt.close(figure)
-    return Trends(chart, [[str(number[rev]), rev.label, rev.date.strftime("%Y-%m-%d %H:%M")] for rev in order])
+    return training_curves(panels, "Headline metric per revision", columns=4, xlabel="revision (table beside)",
+                           bands=bands), number
 
 
 def compare_safely(root: Path, since: str) -> Comparison:

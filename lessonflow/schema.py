@@ -180,11 +180,13 @@ class OrchestrationParams(Strict):
     forever, so each stage has a time limit, generous by default. ``notify`` is where a failed or
     crashed run is reported: a webhook URL (Slack-compatible JSON) or the name of a Prefect
     notification block (``slack-webhook/team``); ``LESSONFLOW_NOTIFY`` overrides it, for a URL
-    that must not be committed.
+    that must not be committed. ``seed_workers`` is how many of a lesson's seeds its train stage
+    trains at once, each in its own process (``lessonflow/seed_workers.py``); 1 trains them in turn.
     """
 
     stage_timeout_minutes: float = Field(720, gt=0)
     notify: str | None = None
+    seed_workers: int = Field(1, ge=1)
 
 
 def read_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:

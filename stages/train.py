@@ -1,17 +1,20 @@
 """``train@<lesson>``: the lesson's kind trains; this stage seeds, loads, saves and logs, alike for every kind.
 
-It trains once per seed of the lesson (``seeds``), in this one process: one stage per lesson keeps
-the lock small and DVC's bookkeeping to one entry, where a stage per seed would repeat every dep.
+It trains once per seed of the lesson (``seeds``), in turn or ``orchestration.seed_workers`` at a time
+(``lessonflow/seed_workers.py``), in one stage: a stage per seed would repeat every dep in the lock.
 Each seed resumes from its own checkpoint when the params, prepared data and code that made it are
 the same (``fingerprint``); the first seed's states go under ``models/<id>/`` as one seed's always
 did, the others' beside them. The train log (``results/<id>/train/``) holds the first seed's run
 facts, the kind's numbers and curves, and with several seeds each one's run facts and their spread.
 """
 
+import dataclasses
+import functools
 import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -23,8 +26,9 @@ from lessonflow.paths import SEED_FOLDER
 from lessonflow.records import live_log, log_curves, run_facts, trained_with
 from lessonflow.runtime import make_deterministic, pick_device
 from lessonflow.schema import LessonBase
+from lessonflow.seed_workers import SeedFailed, side_by_side
 from lessonflow.seeds import KEY, spread
-from stages import stage_main
+from stages import USER_ERRORS, stage_main
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "lessonflow"
 
@@ -57,18 +61,15 @@ def train(lesson_id, params, layout):
     device = pick_device(params.device)
     seeds = lesson.seed_list
     make_deterministic(seeds[0])
-    prepared = layout.prepared(lesson.dataset)
-    data = load_prepared(prepared)
-    inputs = [prepared]
-    if (backbone := backbone_file(lesson_id, lesson, layout)) is not None:
-        data[BACKBONE] = torch.load(backbone, weights_only=True)
-        inputs.append(backbone)  # a checkpoint made on another backbone is not resumed
-    runs = {}
-    for seed in seeds:
-        if seed != seeds[0]:
-            make_deterministic(seed)
-        runs[seed] = train_seed(lesson.model_copy(update={"seed": seed}), lesson_id, data, inputs, device,
-                                layout.seed_folder(lesson_id, seed, seeds[0]))
+    inputs = [layout.prepared(lesson.dataset), *filter(None, [backbone_file(lesson_id, lesson, layout)])]
+    folders = {seed: layout.seed_folder(lesson_id, seed, seeds[0]) for seed in seeds}
+    workers = min(params.orchestration.seed_workers, len(seeds))
+    try:
+        done = (side_by_side(functools.partial(train_in_worker, lesson, lesson_id, inputs, folders), seeds, workers, device)
+                if workers > 1 else in_turn(lesson, lesson_id, inputs, folders, device))
+    except SeedFailed as failed:
+        fail_naming(failed, lesson_id)
+    runs, source = {seed: run for seed, (run, _) in done.items()}, done[seeds[0]][1]
     folder = layout.model(lesson_id).parent
     for finished in folder.rglob(f"*{CHECKPOINT_SUFFIX}"):  # kept until every seed is saved: a rerun resumes each
         finished.unlink()  # a finished training leaves nothing to resume, and models/<id>/ only its weights
@@ -78,12 +79,62 @@ def train(lesson_id, params, layout):
     first = runs[seeds[0]]
     with live_log(layout.train_log(lesson_id)) as live:
         log_curves(live, first.history, first.curves)
-        live.summary.update(**run_facts(first.seconds, first.device, data["source"], seeds[0]),
+        live.summary.update(**run_facts(first.seconds, first.device, source, seeds[0]),
                             **trained_with(first.device, layout.model(lesson_id), first.network), **first.summary)
         if len(seeds) > 1:
             live.summary[KEY] = {**spread("train_seconds", {seed: run.seconds for seed, run in runs.items()}, None),
-                                 "runs": {str(seed): {**run_facts(run.seconds, run.device, data["source"], seed),
+                                 "runs": {str(seed): {**run_facts(run.seconds, run.device, source, seed),
                                                       **run.summary} for seed, run in runs.items()}}
+
+
+def load_inputs(prepared: Path, backbone: Path | None = None):
+    """The prepared data, with the saved model of the lesson it builds on (a checkpoint made on another is not resumed)."""
+    data = load_prepared(prepared)
+    if backbone is not None:
+        data[BACKBONE] = torch.load(backbone, weights_only=True)
+    return data
+
+
+def in_turn(lesson: LessonBase, lesson_id: str, inputs: list[Path], folders: dict[int, Path],
+            device) -> dict[int, tuple[Trained, str]]:
+    """The seeds one after the other in this process, on data loaded once; with several, a failure names its seed."""
+    data = load_inputs(*inputs)
+    runs = {}
+    for seed in folders:
+        if runs:
+            make_deterministic(seed)
+        try:
+            runs[seed] = train_seed(lesson.model_copy(update={"seed": seed}), lesson_id, data, inputs, device,
+                                    folders[seed]), data["source"]
+        except Exception as error:
+            if len(folders) == 1:
+                raise
+            raise SeedFailed(seed, error) from error
+    return runs
+
+
+def train_in_worker(lesson: LessonBase, lesson_id: str, inputs: list[Path], folders: dict[int, Path], seed: int,
+                    device) -> tuple[Trained, str]:
+    """One seed in a worker process (``lessonflow/seed_workers.py``), seeded and fed as the serial loop would be;
+    its training facts and its data's source come back, its states are saved already."""
+    make_deterministic(seed)
+    data = worker_inputs(*inputs)
+    trained = train_seed(lesson.model_copy(update={"seed": seed}), lesson_id, data, inputs, device, folders[seed])
+    return dataclasses.replace(trained, states={}), data["source"]
+
+
+@functools.lru_cache(maxsize=1)
+def worker_inputs(*inputs: Path):
+    """A worker that trains several seeds loads the data once, as the serial loop does."""
+    return load_inputs(*inputs)
+
+
+def fail_naming(failed: SeedFailed, lesson_id: str) -> NoReturn:
+    """The stage fails naming the seed: a user's error in one line, a bug with its traceback (a worker's too)."""
+    if isinstance(failed.error, USER_ERRORS):
+        raise RuntimeError(f"seed {failed.seed}: {failed.error}") from failed.error
+    failed.error.add_note(f"while training seed {failed.seed} of lessons.{lesson_id}\n{failed.details}".rstrip())
+    raise failed.error from None
 
 
 def train_seed(lesson: LessonBase, lesson_id: str, data, inputs: list[Path], device, folder: Path) -> Trained:

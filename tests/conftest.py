@@ -101,6 +101,21 @@ def killed_after_checkpoint(checkpoint: Path):
     assert checkpoint.exists()
 
 
+def killed_once_written(command: list[str], cwd: Path, env: dict, *checkpoints: Path) -> None:
+    """Start a training process and SIGKILL it as soon as every checkpoint exists (each written by rename:
+    complete once there); within 15 minutes, before it ends by itself."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 900
+        while not all(checkpoint.exists() for checkpoint in checkpoints):
+            assert process.poll() is None, "training ended before writing its checkpoints"
+            assert time.monotonic() < deadline, "no checkpoints after 15 minutes"
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
 def pytest_collection_modifyitems(items) -> None:
     """A test of the whole default build belongs to `make test-all`: the build alone takes minutes.
 

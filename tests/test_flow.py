@@ -357,3 +357,22 @@ def test_a_prefect_notification_block_named_in_params_is_a_channel_too(prefect_a
     (message,) = webhook.wait_for(1)
     assert message["text"].startswith("lessonflow: run wandering-goshawk of lessonflow/nightly failed: ")
     assert "train@mnist-cnn" in message["text"] and "loss is nan at epoch 3" in message["text"]
+
+
+def test_a_lessons_seeds_train_side_by_side_in_the_flow_holding_a_slot_each(prefect_api, tmp_path, monkeypatch):
+    repo = quick_project(tmp_path / "project", seed_workers=2)
+    edit_params(repo, **{"mnist-logreg": {"seeds": 3}})
+    commit_all(repo, "three seeds, two at a time")
+    state = run_flow(repo, monkeypatch)  # two slots, one CPU thread each
+    assert state.is_completed(), state.message
+    results = {result.stage: result for result in state.result()}
+    seeds, other = results["train@mnist-logreg"], results["train@mnist-cnn-book"]
+    assert seeds.finished <= other.started or other.finished <= seeds.started, "two seed workers held one slot"
+
+    serial = tmp_path / "serial"  # the same commit, its seeds in turn, by a plain `dvc repro`
+    run(tmp_path, "git", "clone", "-q", str(repo), str(serial))
+    set_orchestration(serial, seed_workers=1)
+    dvc(serial, "repro", "evaluate@mnist-logreg", env=project_env(**THREADS))
+    for model in ("model.pt", "seed-1/model.pt", "seed-2/model.pt"):
+        path = Path("models") / "mnist-logreg" / model
+        assert (repo / path).read_bytes() == (serial / path).read_bytes(), f"{path} differs"

@@ -7,10 +7,8 @@ import csv
 import hashlib
 import json
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +16,8 @@ import pytest
 import torch
 import yaml
 from conftest import (
-    BIN, ONE_THREAD, QUICK_LESSONS, clone, copy_project, dvc, killed_after_checkpoint, project_env, read_json, run,
-    stages_ran,
+    BIN, ONE_THREAD, QUICK_LESSONS, clone, copy_project, dvc, killed_after_checkpoint, killed_once_written, project_env,
+    read_json, run, stages_ran,
 )
 
 from lessonflow.contract import Checkpoint
@@ -74,17 +72,7 @@ def test_a_killed_training_resumes_to_exactly_the_uninterrupted_result(quick_bui
             path.unlink() if path.is_file() else path.rmdir()
     checkpoint = repo / "models" / lesson / "checkpoint.pt"
 
-    process = subprocess.Popen([sys.executable, "-m", "stages.train", lesson], cwd=repo, env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 900
-        while not checkpoint.exists():  # written by rename: it exists only once complete
-            assert process.poll() is None, "training ended before writing its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint after 15 minutes"
-            time.sleep(0.02)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    killed_once_written([sys.executable, "-m", "stages.train", lesson], repo, ENV, checkpoint)
     assert not (repo / "models" / lesson / "model.pt").exists(), "the kill came too late: training had finished"
 
     killed = checkpoint.read_bytes()

@@ -193,3 +193,30 @@ def test_compare_table_marks_new_and_removed_lessons_and_a_changed_data_source()
     assert re.search(r"b\s+test_accuracy\s+0\.8000\s+—\s+removed", text)
     assert re.search(r"c .*\+0\.0500 \(better\)\s+data source changed: embedded → mirror", text)
     assert "! v1: results/a/eval/metrics.json: no metrics" in text
+
+
+def test_the_trends_shade_the_range_of_each_revisions_seeds():
+    from datetime import datetime
+
+    from matplotlib.collections import PolyCollection
+
+    from lessonflow.history import Point, Revision
+    from lessonflow.report import trend_figure
+
+    revisions = [Revision(str(day) * 40, f"commit {day}", datetime(2026, 12, day)) for day in (1, 2, 3)]
+    series = {"mnist-logreg": [Point(revisions[0], "test_accuracy", 0.90, "embedded", (0.88, 0.91)),
+                               Point(revisions[1], "test_accuracy", 0.92, "embedded", (0.91, 0.94)),
+                               Point(revisions[2], "test_accuracy", 0.93, "embedded")],  # one seed: no range
+              "stock-lstm": [Point(revision, "test_rmse", 10.0 + day, "embedded") for day, revision in enumerate(revisions)]}
+    figure, number = trend_figure(series)
+    try:
+        panels = {ax.get_title(): ax for ax in figure.axes}
+        bands = [shape for shape in panels["mnist-logreg: test_accuracy"].collections if isinstance(shape, PolyCollection)]
+        assert len(bands) == 1, "the seeds' range is not drawn"
+        corners = {(round(x, 6), round(y, 6)) for x, y in bands[0].get_paths()[0].vertices}
+        assert {(1, 0.88), (2, 0.91), (1, 0.91), (2, 0.94)} <= corners  # each revision's min and max
+        assert max(y for _, y in corners) == 0.94 and min(y for _, y in corners) == 0.88
+        assert not [shape for shape in panels["stock-lstm: test_rmse"].collections if isinstance(shape, PolyCollection)]
+        assert list(number.values()) == [1, 2, 3]
+    finally:
+        plt.close(figure)

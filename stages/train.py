@@ -132,7 +132,7 @@ def worker_inputs(*inputs: Path):
 def fail_naming(failed: SeedFailed, lesson_id: str) -> NoReturn:
     """The stage fails naming the seed: a user's error in one line, a bug with its traceback (a worker's too)."""
     if isinstance(failed.error, USER_ERRORS):
-        raise RuntimeError(f"seed {failed.seed}: {failed.error}") from failed.error
+        raise RuntimeError(f"{failed.error} (seed {failed.seed})") from failed.error
     failed.error.add_note(f"while training seed {failed.seed} of lessons.{lesson_id}\n{failed.details}".rstrip())
     raise failed.error from None
 

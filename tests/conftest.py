@@ -119,15 +119,19 @@ def killed_once_written(command: list[str], cwd: Path, env: dict, *checkpoints: 
 def pytest_collection_modifyitems(items) -> None:
     """A test of the whole default build belongs to `make test-all`: the build alone takes minutes.
 
-    Files with such a test run last, so that a worker has every other file to run while the docs
-    test's `make run` builds, instead of waiting for the build.
+    The files that run the README's commands (its `make run` builds it) come first and the files with
+    such a test last, so that the build starts at once and the other workers run everything else
+    meanwhile instead of waiting for it.
     """
-    readers = set()
+    builders, readers = set(), set()
     for item in items:
-        if "built_project" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "built_project" in fixtures:
             item.add_marker(pytest.mark.long)
             readers.add(item.path)
-    items.sort(key=lambda item: item.path in readers)  # stable: the order within each part stays
+        elif "newcomer" in fixtures:
+            builders.add(item.path)
+    items.sort(key=lambda item: 2 if item.path in readers else 0 if item.path in builders else 1)  # stable
 
 
 @contextmanager

@@ -30,14 +30,15 @@ run: install
 	@echo "Next, in this shell: source .venv/bin/activate, then dvc metrics show, dvc plots show, lessonflow compare"
 
 # The contributor's tier (minutes): every unit test, the docs test and one real `dvc repro` slice, on
-# one worker per core (at most 4); a file's tests run in order in one worker (the docs test needs it).
+# one worker per core (at most 4); a file's tests run in order in one worker (the docs test needs it),
+# and the files in the order tests/conftest.py gives them (xdist would sort them by their number of tests).
 test: install
-	$(BIN)/python -m pytest -m "not slow and not long" -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not long" -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Everything CI runs: the above plus the long end-to-end, reliability, schedule and flow tests, on the
 # same workers; the default build they read is made once, by whichever worker needs it first.
 test-all: install
-	$(BIN)/python -m pytest -m "not slow" -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The real-data checks (needs LESSONFLOW_DATA_MIRROR or internet): minutes of training per lesson.
 test-slow: install

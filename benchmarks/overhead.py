@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import BIN, commit_all, copy_project, project_env  # noqa: E402
 
+from lessonflow.seeds import KEY as SEEDS_KEY  # noqa: E402
+
 FLOOR_SCRIPT = "floor.sh"
 OUT_KEYS = ("outs", "metrics", "plots")
 GOALS = {"noop_repro": 1.2, "edit_rebuild": 2.0, "build_share_outside_training": 0.35,
@@ -140,11 +142,13 @@ def stage_records(path: Path) -> list[dict]:
     return records
 
 
-def train_seconds(repo: Path, lessons: list[str] | None = None) -> dict[str, float]:
+def train_seconds(repo: Path, lessons: list[str] | None = None, first_seed_only: bool = False) -> dict[str, float]:
+    """Each lesson's training time over all its seeds (its log's ``train_seconds`` is its first seed's alone)."""
     found = {}
     for metrics in sorted((repo / "results").glob("*/train/metrics.json")):
-        lesson = metrics.parts[-3]
-        seconds = json.loads(metrics.read_text()).get("train_seconds")
+        lesson, logged = metrics.parts[-3], json.loads(metrics.read_text())
+        per_seed = logged.get(SEEDS_KEY, {}).get("per_seed")
+        seconds = sum(per_seed.values()) if per_seed and not first_seed_only else logged.get("train_seconds")
         if isinstance(seconds, (int, float)) and (lessons is None or lesson in lessons):
             found[lesson] = seconds
     return found
@@ -272,6 +276,7 @@ def section_overhead(runs: int = 5, edit_runs: int = 3, lesson: str | None = Non
             build[label] = timed_repro(repos[label])
         build["lock_lines"] = {label: len((repo / "dvc.lock").read_text().splitlines()) for label, repo in repos.items()}
         trained = train_seconds(project)
+        first_seeds = train_seconds(project, first_seed_only=True)
         for label, repo in repos.items():
             commit_all(repo, "built")
         noop = {label: [] for label in repos}
@@ -294,11 +299,11 @@ def section_overhead(runs: int = 5, edit_runs: int = 3, lesson: str | None = Non
                     raise AssertionError(f"the {label} reran {sorted(timed['spans'])}, the project {edit['stages']}")
         work = real_work(project, Path(tmp) / "real-work", lesson, ensemble_name, edit_runs)
         warm.stop()
-    return report(build, records, trained, noop, status, edit, work, lesson)
+    return report(build, records, trained, first_seeds, noop, status, edit, work, lesson)
 
 
-def report(build: dict, records: list[dict], trained: dict, noop: dict, status: dict, edit: dict, work: dict,
-           lesson: str) -> dict:
+def report(build: dict, records: list[dict], trained: dict, first_seeds: dict, noop: dict, status: dict, edit: dict,
+           work: dict, lesson: str) -> dict:
     wall = build["project"]["seconds"]
     split = build_split(wall, records, trained)
     bookkeeping = split["DVC's own bookkeeping (outside every stage command)"]
@@ -315,6 +320,8 @@ def report(build: dict, records: list[dict], trained: dict, noop: dict, status: 
                   "old_floor_seconds": round(build["old floor"]["seconds"], 1),
                   "ratio": round(wall / build["floor"]["seconds"], 2), "split": split,
                   "share_outside_training": round(outside, 3),
+                  "later_seeds_training_seconds": round(sum(trained.values()) - sum(first_seeds.values()), 2),
+                  "seeded_lessons": sorted(lesson for lesson in trained if trained[lesson] != first_seeds[lesson]),
                   "dvc_lock_lines": build.get("lock_lines"), "stage_records": len(records),
                   "per_verb": per_verb(records), "per_stage": records,
                   "spans": {label: build[label]["spans"] for label in labels}},
@@ -385,6 +392,8 @@ def markdown(result: dict) -> list[str]:
              f"Where the default build's {b['project_seconds']} s went ({b['stage_records']} stage records):", "",
              "| part | seconds | share |", "|---|---|---|"]
     lines += [f"| {part} | {seconds} | {seconds / b['project_seconds']:.1%} |" for part, seconds in b["split"].items()]
+    lines += ["", f"Training of the seeds after the first ({len(b['seeded_lessons'])} lessons with several seeds): "
+              f"{b['later_seeds_training_seconds']} s of the training above."]
     lines += ["", "| stage kind | stages | start-up of one (median) | its work after the hand-off (median) |",
               "|---|---|---|---|"]
     lines += [f"| {verb} | {v['stages']} | {v['startup_median']} | {v['child_median']} |"

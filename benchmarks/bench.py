@@ -55,11 +55,26 @@ FAST_GOALS = {"mnist-logreg": (0.92, 3.0), "mnist-ann": (0.978, 5.0), "mnist-cnn
 CPU = torch.device("cpu")
 
 
-def write(section: str, payload: dict, results: dict) -> None:
+SECTIONS = ("epoch", "fast", "reproduction", "pipeline", "overhead", "memory")
+PER_LESSON = ("epoch", "fast", "memory")  # saved as {"lessons": …}
+
+
+def write(section: str, result) -> None:
     """Save one section as soon as it is done (a later section failing loses nothing), tables included."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"lessons": result} if section in PER_LESSON else result
     (RESULTS / f"{section}.json").write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
-    (RESULTS / "tables.md").write_text(markdown(results) + "\n")
+    (RESULTS / "tables.md").write_text(markdown(saved()) + "\n")
+
+
+def saved() -> dict:
+    """Every section's last saved result: the tables keep the sections a partial run (``--only``) did not redo."""
+    found = {}
+    for section in SECTIONS:
+        if (path := RESULTS / f"{section}.json").is_file():
+            result = json.loads(path.read_text())
+            found[section] = result["lessons"] if section in PER_LESSON else result
+    return found
 
 
 def machine() -> dict:
@@ -202,7 +217,7 @@ def section_epoch(prepared: dict, lessons: dict, work: Path, tv_root: Path, repe
                "accuracy": {k: summary(v) for k, v in accuracy.items()}}
         row["speedup"] = round(row["tutorial"]["total"]["median"] / row["lessonflow"]["total"]["median"], 2)
         table[lesson_id] = row
-        write("epoch", {"lessons": table}, {"epoch": table})  # a long run keeps every finished lesson
+        write("epoch", table)  # a long run keeps every finished lesson
         print(f"{lesson_id}: lessonflow {row['lessonflow']['total']['median']} s/epoch, "
               f"tutorial {row['tutorial']['total']['median']} s/epoch, x{row['speedup']}", flush=True)
     return table
@@ -391,8 +406,7 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sections = ["epoch", "fast", "reproduction", "pipeline", "overhead", "memory"]
-    parser.add_argument("--only", nargs="+", choices=sections, default=sections)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--lessons", nargs="+", choices=MNIST_LESSONS, default=MNIST_LESSONS)
     parser.add_argument("--repeats", type=int, help="runs per lesson in sections 1 and 2 (default: per lesson)")
     parser.add_argument("--reproduction-epochs", type=int, default=100)
@@ -416,23 +430,23 @@ def main() -> None:
         if "epoch" in args.only:
             tv_root = tutorial.torchvision_root(Path(os.environ["LESSONFLOW_DATA_MIRROR"]), work / "torchvision")
             results["epoch"] = section_epoch(prepared, lessons, work, tv_root, args.repeats, args.lessons)
-            write("epoch", {"lessons": results["epoch"]}, results)
+            write("epoch", results["epoch"])
         if "fast" in args.only:
             results["fast"] = section_fast(prepared, lessons, work, args.repeats, args.lessons)
-            write("fast", {"lessons": results["fast"]}, results)
+            write("fast", results["fast"])
         if "reproduction" in args.only:
             results["reproduction"] = section_reproduction(prepared, lessons, work, results.get("epoch"),
                                                            args.reproduction_epochs)
-            write("reproduction", results["reproduction"], results)
+            write("reproduction", results["reproduction"])
         if "memory" in args.only:
             results["memory"] = section_memory(work, args.lessons)
-            write("memory", {"lessons": results["memory"]}, results)
+            write("memory", results["memory"])
     if "pipeline" in args.only:
         results["pipeline"] = section_pipeline(args.noop_runs)
-        write("pipeline", results["pipeline"], results)
+        write("pipeline", results["pipeline"])
     if "overhead" in args.only:
         results["overhead"] = overhead.section_overhead(args.overhead_runs, args.edit_runs)
-        write("overhead", results["overhead"], results)
+        write("overhead", results["overhead"])
     print("\n" + markdown(results))
 
 

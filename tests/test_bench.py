@@ -50,3 +50,21 @@ def test_a_memory_measurement_runs_in_a_fresh_interpreter_with_the_given_environ
     assert isolated("summary", values=[1.0, 3.0, 2.0]) == {"runs": [1.0, 3.0, 2.0], "median": 2.0, "spread": 2.0}
     child = isolated("machine", env={"OMP_NUM_THREADS": "1"})
     assert child["torch_threads"] == 1 and child["cores"] == os.cpu_count()
+
+
+def test_a_partial_run_keeps_the_tables_of_the_sections_it_did_not_redo(tmp_path, monkeypatch):
+    """`make bench ARGS="--only overhead"` once rewrote tables.md with its own section alone."""
+    import json
+    import shutil
+
+    import bench
+
+    for section in ("epoch", "memory"):
+        shutil.copy(bench.RESULTS / f"{section}.json", tmp_path)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    memory = json.loads((tmp_path / "memory.json").read_text())["lessons"]
+    remeasured = {lesson: {**peak, "peak_rss_mib": peak["peak_rss_mib"] + 1} for lesson, peak in memory.items()}
+    bench.write("memory", remeasured)
+    tables = (tmp_path / "tables.md").read_text()
+    assert "### Seconds per epoch on real MNIST" in tables and "### Peak memory" in tables
+    assert json.loads((tmp_path / "memory.json").read_text())["lessons"] == remeasured

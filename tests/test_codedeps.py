@@ -2,9 +2,9 @@
 
 The truth is taken from the running code, not from dvc.yaml: each stage's start-up runs in a forked
 child of one interpreter with the libraries loaded, and the project modules it imported are read off
-``sys.modules``. Then a real DVC lock of the whole pipeline (stand-in outputs) shows which stages
-``lessonflow status`` says the next ``dvc repro`` rebuilds after each module is edited, and for two
-modules that DVC itself finds exactly those stages changed once ``check`` has rewritten their fingerprints.
+``sys.modules``. Then, in a real DVC lock of the whole pipeline (stand-in outputs), editing each module
+changes exactly the fingerprints of the stages that import it, and for two modules ``lessonflow status``
+names those stages before ``check`` runs and DVC itself finds them changed once it has.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from conftest import BIN, ROOT, commit_all, copy_project, dvc, project_env, run
 from lessonflow import fingerprints
 from lessonflow.codedeps import LAUNCH_ONLY, USERS_ONLY
 from lessonflow.params import load_params
+from lessonflow.paths import Layout
 
 SECTION = {"train": "lessons", "evaluate": "lessons", "download": "datasets", "prepare": "datasets",
            "ensemble": "ensembles"}
@@ -168,18 +169,21 @@ def lessonflow_status(repo: Path) -> dict:
     return json.loads(run(repo, str(BIN / "lessonflow"), "status", "--json", env=project_env()).stdout)
 
 
-@pytest.mark.long  # one `lessonflow status` per module: minutes
+@pytest.mark.long  # the locked fixture
 @pytest.mark.parametrize("module", MODULES)
-def test_editing_a_module_changes_exactly_the_stages_that_import_it(locked, imports, module):
+def test_editing_a_module_changes_exactly_the_stages_that_import_it(locked, project_stages, imports, module):
+    """``check`` reruns on any module a stage runs (its own deps), and rewrites exactly the fingerprints of the
+    stages that import it; that DVC and ``lessonflow status`` then name those stages, the next test shows."""
     path = locked / module
     original = path.read_text()
     path.write_text(original + "# edited\n")
     try:
-        status = lessonflow_status(locked)
+        changed = {fingerprints.path(name) for name in fingerprints.outdated(Layout(locked), load_params(locked / "params.yaml"))}
     finally:
         path.write_text(original)
     expected = {name for name, files in imports.items() if module in files}
-    assert set(status) == expected | ({"check"} if expected else set())
+    assert {name for name, stage in project_stages.items() if changed & set(stage["deps"])} == expected - {"check"}
+    assert (module in project_stages["check"]["code"]) == bool(expected)
 
 
 @pytest.mark.long  # a real `check` run and three status reads per module

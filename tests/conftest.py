@@ -116,6 +116,16 @@ def killed_once_written(command: list[str], cwd: Path, env: dict, *checkpoints: 
         process.wait()
 
 
+def pytest_configure(config) -> None:
+    """One torch thread for the suite's own training, in process and in the stages it starts: each worker has
+    a core, and two torch pools spinning on two cores slow everything, the README's `make run` beside them most.
+    The newcomer's shell does not inherit it; a test that is about threads sets its own."""
+    os.environ.setdefault("LESSONFLOW_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["LESSONFLOW_THREADS"]))
+
+
 def pytest_collection_modifyitems(items) -> None:
     """A test of the whole default build belongs to `make test-all`: the build alone takes minutes.
 

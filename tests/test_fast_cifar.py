@@ -112,7 +112,7 @@ def test_the_benchmark_trains_both_nets_and_draws_accuracy_against_time(tmp_path
     """``benchmarks/cifar_fast.py`` on the synthetic stand-in: the commands BENCHMARKS.md's numbers come from."""
     script = [sys.executable, str(ROOT / "benchmarks" / "cifar_fast.py")]
     for command in ("train", "tutorial"):
-        result = subprocess.run([*script, command, "--data", "embedded", "--epochs", "1", "--out",
+        result = subprocess.run([*script, command, "--data", "embedded", "--epochs", "1", "--threads", "1", "--out",
                                  str(tmp_path / command)], capture_output=True, text=True, env=project_env())
         assert result.returncode == 0, result.stderr
         record = json.loads((tmp_path / f"{command}.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from dvclive import Live
 
-from conftest import BIN, commit_all, dvc, read_json, run, stages_ran
+from conftest import BIN, clone, commit_all, dvc, read_json, run, stages_ran
 from lessonflow.compare import Change, Comparison, headline, result_id, table
 from lessonflow.figures import plt
 from lessonflow.paths import Layout
@@ -45,9 +45,10 @@ def test_report_of_the_default_profile_shows_every_lesson_and_only_images_that_e
         assert base64.b64decode(source.split(",", 1)[1]).startswith(PNG)
 
 
-def test_a_member_change_reruns_only_its_ensemble_and_the_report_and_compare_shows_it(built_project):
+def test_a_member_change_reruns_only_its_ensemble_and_the_report_and_compare_shows_it(built_project, tmp_path):
     """One params edit, built and committed: the rerun set, the report's "since" row, `lessonflow compare`."""
     lessonflow = str(BIN / "lessonflow")
+    built_project = clone(built_project, tmp_path / "repo")  # the default build stays as made for the other readers
     params_path = built_project / "params.yaml"
     metrics_file = built_project / "results" / "mnist-logreg" / "eval" / "metrics.json"
     before = read_json(metrics_file)["test_accuracy"]

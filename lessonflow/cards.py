@@ -15,6 +15,7 @@ import yaml
 from lessonflow.catalogue import chapters, describe
 from lessonflow.compare import STAND_IN_DATA
 from lessonflow.registry import TORCH_MODEL_KINDS
+from lessonflow.seeds import BESIDE
 from lessonflow.seeds import KEY as SEEDS_KEY
 from lessonflow.seeds import described
 
@@ -33,6 +34,10 @@ def over_seeds(block: dict[str, Any] | None, seed: int, value: float, shown=lamb
     """Each seed's value, then mean ± standard deviation over the seeds (``seeds.spread``); one seed says it has no spread."""
     if not block:
         return f"seed {seed}: {shown(value)} (one seed: no spread measured)"
+    return each_seed(block, shown)
+
+
+def each_seed(block: dict[str, Any], shown=lambda v: f"{v:.4g}") -> str:
     each = ", ".join(f"seed {name}: {shown(number)}" for name, number in block["per_seed"].items())
     return f"{each}; {described(block, shown)}"
 
@@ -132,6 +137,8 @@ def card_fields(lesson_id: str, lesson: Any, metrics: dict[str, Any], trained: d
         **training_fields(lesson_id, lesson, trained, module),
         "Result per seed": f"{headline[0]}: "
         f"{over_seeds(metrics.get(SEEDS_KEY), metrics.get('seed', trained.get('seed', lesson.seed)), headline[1])}"
+        + "".join(f"; {name}: {each_seed(block)}"
+                  for name, block in (metrics.get(SEEDS_KEY) or {}).get(BESIDE, {}).items())
         if headline
         else f"not evaluated yet: run `dvc repro evaluate@{lesson_id}`",
         "Reference and verdict": f"{reference}; verdict: {verdict}",

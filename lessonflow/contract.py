@@ -59,11 +59,16 @@ class Saved:
 
 @dataclass
 class Evaluated:
-    """An evaluation's result: its metrics, the pictures to log and the arrays to keep, by file name."""
+    """An evaluation's result: its metrics, the pictures to log and the arrays to keep, by file name.
+
+    ``spread_also`` names metrics besides the headline that a reader weighs against it (a transfer
+    lesson's from-scratch baseline and its gain over it): with several seeds they get a spread too.
+    """
 
     metrics: dict[str, Any]
     images: dict[str, Figure] = field(default_factory=dict)
     arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    spread_also: tuple[str, ...] = ()
 
 
 class Kind(Protocol):

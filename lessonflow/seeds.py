@@ -15,6 +15,7 @@ from typing import Any
 
 WELCH_ALPHA = 0.05  # a change whose Welch p-value is below this is beyond the seed spread
 KEY = "over_seeds"  # the block of a train or eval log that holds them
+BESIDE = "beside"  # within it: the spread of the metrics a kind weighs against the headline, by name
 
 
 def spread(metric: str, values: dict[int, float], confidence: float | None) -> dict[str, Any]:

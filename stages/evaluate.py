@@ -3,7 +3,8 @@
 The eval log (``results/<id>/eval/``) holds the kind's metrics, its pictures (``plots/``) and the
 arrays it keeps (``outputs/``: a classifier's probabilities, which the ensembles read), all of the
 first seed, so a lesson's files read the same whatever its seeds; with several seeds it adds each
-seed's headline value, their mean, spread and interval (``over_seeds``).
+seed's headline value, their mean, spread and interval (``over_seeds``), and the same for the metrics
+the kind weighs against the headline (``over_seeds.beside``).
 """
 
 import json
@@ -19,7 +20,7 @@ from lessonflow.kinds import kind_of
 from lessonflow.records import live_log, outputs_of, read_summary
 from lessonflow.runtime import pick_device
 from lessonflow.schema import LessonBase
-from lessonflow.seeds import KEY, spread
+from lessonflow.seeds import BESIDE, KEY, spread
 from stages import stage_main
 
 def saved_states(folder):
@@ -44,9 +45,12 @@ def evaluate(lesson_id, params, layout):
               for seed in seeds}
     result = scored[seeds[0]]
     if len(seeds) > 1:
-        metric, _ = headline(result.metrics)
-        result.metrics[KEY] = spread(metric, {seed: other.metrics[metric] for seed, other in scored.items()},
-                                     lesson.confidence)
+        def over(metric):
+            return spread(metric, {seed: other.metrics[metric] for seed, other in scored.items()}, lesson.confidence)
+
+        result.metrics[KEY] = over(headline(result.metrics)[0])
+        if result.spread_also:
+            result.metrics[KEY][BESIDE] = {metric: over(metric) for metric in result.spread_also}
     with live_log(layout.eval_log(lesson_id)) as live:
         live.summary.update(result.metrics)
         for file_name, arrays in result.arrays.items():

@@ -111,6 +111,23 @@ def test_a_card_lists_each_seed_the_mean_and_spread_and_the_training_time_spread
     assert "one seed" not in card
 
 
+def test_a_transfer_card_gives_the_from_scratch_baseline_and_the_gain_over_seeds_too():
+    from conftest import ROOT
+    from lessonflow.params import load_params
+
+    name = "catdog-vgg16"
+    lesson = load_params(ROOT / "params.yaml", lessons=[name]).lessons[name]
+    metrics = {"test_accuracy": 0.61, "data_source": "mirror", "seed": 0,
+               "over_seeds": {**spread("test_accuracy", {0: 0.61, 1: 0.6}, 0.95),
+                              "beside": {"scratch_test_accuracy": spread("scratch_test_accuracy", {0: 0.54, 1: 0.52}, 0.95),
+                                         "transfer_gain": spread("transfer_gain", {0: 0.07, 1: 0.08}, 0.95)}}}
+    trained = {"train_seconds": 1.5, "device": "cpu", "data_source": "mirror", "seed": 0}
+    card = render_card(name, card_fields(name, lesson, metrics, trained, ("test_accuracy", 0.61), "falls short"))
+    assert ("; scratch_test_accuracy: seed 0: 0.54, seed 1: 0.52; mean 0.53 ± 0.01414 (standard deviation over 2 "
+            "seeds") in card
+    assert "; transfer_gain: seed 0: 0.07, seed 1: 0.08; mean 0.075" in card
+
+
 def set_lesson(repo, **values) -> None:
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())

@@ -25,6 +25,9 @@ def test_transfer_lessons_freeze_their_backbones_beat_training_from_scratch_and_
     from dvc.utils.serialize import modify_yaml
 
     repo = copy_project(tmp_path / "project")
+    with modify_yaml(str(repo / "params.yaml")) as params:
+        params["lessons"]["catdog-resnet50"]["seeds"] = 2  # each seed has its own from-scratch baseline
+    commit_all(repo, "two seeds of one transfer lesson")
     env = project_env(**ONE_THREAD)
     dvc(repo, "repro", *(f"train@{backbone}" for backbone in BACKBONES.values()), env=env)
     before = {backbone: digest(repo / "models" / backbone / "model.pt") for backbone in BACKBONES.values()}
@@ -35,6 +38,13 @@ def test_transfer_lessons_freeze_their_backbones_beat_training_from_scratch_and_
         metrics = read_json(repo / "results" / lesson / "eval" / "metrics.json")
         assert metrics["data_source"] == "synthetic" and metrics["backbone"] == BACKBONES[lesson]
         assert metrics["test_accuracy"] > metrics["scratch_test_accuracy"], metrics
+    seeds = read_json(repo / "results" / "catdog-resnet50" / "eval" / "metrics.json")["over_seeds"]
+    transfer, beside = seeds["per_seed"], seeds["beside"]
+    scratch, gain = beside["scratch_test_accuracy"]["per_seed"], beside["transfer_gain"]["per_seed"]
+    assert set(transfer) == set(scratch) == set(gain) == {"0", "1"}
+    assert scratch["0"] == metrics["scratch_test_accuracy"] and gain["0"] == metrics["transfer_gain"]
+    assert all(abs(gain[seed] - (transfer[seed] - scratch[seed])) < 2e-6 for seed in transfer), seeds
+    assert beside["transfer_gain"]["interval"]["low"] <= beside["transfer_gain"]["mean"]
     fusion = read_json(repo / "results" / "ensemble-catdog" / "metrics.json")
     assert set(fusion["methods"]) == {"majority_vote", "soft_average", "weighted_average", "fixed_blend"}
     assert fusion["blend"] == {"catdog-vgg16": 0.6, "catdog-resnet50": 0.4}

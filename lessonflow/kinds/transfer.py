@@ -139,4 +139,5 @@ def evaluate(lesson: TransferLesson, *, name: str, data: Prepared, device: torch
                 "transfer_gain": round(transfer - scratch_accuracy, 6),
                 "backbone": lesson.backbone or lesson.weights_file}
 
-    return classifier.scored_classifier(lesson, name, few, device, saved, logits_of, beside)
+    scored = classifier.scored_classifier(lesson, name, few, device, saved, logits_of, beside)
+    return dataclasses.replace(scored, spread_also=("scratch_test_accuracy", "transfer_gain"))

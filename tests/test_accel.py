@@ -115,6 +115,7 @@ def test_embedded_settings_apply_on_the_sample_data_only(lesson_id):
         assert train_config(lesson, source) == train_config(lesson)  # the real data keeps the tutorial's settings
     sample = train_config(lesson, "embedded")
     assert sample != train_config(lesson)
+    assert train_config(lesson, "synthetic") == sample  # CIFAR's sample images say what they are
     for key in ("schedule", "epochs", "batch_size"):
         assert getattr(sample, key) == (getattr(block, key) or getattr(lesson, key))
     assert sample.lr == (block.optimizer or lesson.optimizer).lr and sample.normalize == lesson.normalize

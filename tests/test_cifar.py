@@ -326,6 +326,7 @@ def test_cifar_resnet_lesson_trains_one_short_epoch_and_evaluates_clean(syntheti
     lesson = raw["lessons"]["cifar-resnet"]
     assert lesson["augment"] == {"resize": 40, "hflip": True} and lesson["reference_accuracy"] == 0.8779
     lesson["epochs"], lesson["seeds"] = 1, 1  # one seed: tests/test_seeds.py trains several
+    del lesson["embedded"]  # its sample-data settings would replace the one epoch
     layout = Layout(tmp_path)
     layout.prepared("cifar").parent.mkdir(parents=True)
     torch.save({**synthetic, "x_train": synthetic["x_train"][:200], "y_train": synthetic["y_train"][:200]},

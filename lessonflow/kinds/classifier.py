@@ -18,7 +18,7 @@ from lessonflow.contract import Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.figures import confusion_matrix_figure, image_grid
 from lessonflow.records import carried_facts
 from lessonflow.schema import (
-    Augmentation, LessonBase, Normalize, OptimizerParams, ParamsError, ScheduleName, Strict, TrainSplit,
+    SAMPLE_SOURCES, Augmentation, LessonBase, Normalize, OptimizerParams, ParamsError, ScheduleName, Strict, TrainSplit,
 )
 from lessonflow.training import History, TrainConfig, TrainedLesson, predict_logits, train_classifier
 from lessonflow.zoo import model_for, restored
@@ -45,7 +45,8 @@ class ClassifierLesson(TrainedLesson):
     with those of the ``fast:`` block instead (the same model and data, a tuned schedule).
     Both are meant for the real 54 000 training images: on the embedded sample digits (about
     1 300) the same epochs are some forty times fewer steps, too few for some lessons to learn
-    anything, so an ``embedded:`` block replaces their settings on that data only.
+    anything, so an ``embedded:`` block replaces their settings on the sample data only (the embedded
+    digits, CIFAR's synthetic images).
     ``train_split: train+val`` trains on the validation images too, as the tutorials did (they
     held nothing out): the lesson then has no validation curve and no ensemble may use it.
     """
@@ -68,15 +69,16 @@ class ClassifierLesson(TrainedLesson):
 
     def for_source(self, data_source: str) -> ClassifierLesson:
         """The lesson with the selected recipe's and, on the embedded data, the ``embedded:`` settings in place."""
-        if data_source == "embedded" and self.embedded:  # said, since an edit of the replaced keys does nothing
+        if data_source in SAMPLE_SOURCES and self.embedded:  # said, since an edit of the replaced keys does nothing
             LOG.info("on the embedded sample data this lesson trains with its embedded: %s",
                      self.embedded.model_dump(exclude_none=True))
         return self.chosen(data_source).model_copy(update={"fast": None, "embedded": None})
 
     def chosen(self, data_source: str | None = None) -> ClassifierLesson:
-        """The lesson with the selected recipe's settings in place, then the embedded budget's on that data."""
+        """The lesson with the selected recipe's settings in place, then the embedded budget's on the sample data
+        (the embedded digits, or CIFAR's synthetic images)."""
         lesson = self if self.recipe == "tutorial" else self.overridden_by(self.fast)
-        return lesson.overridden_by(self.embedded) if data_source == "embedded" else lesson
+        return lesson.overridden_by(self.embedded) if data_source in SAMPLE_SOURCES else lesson
 
     def overridden_by(self, overrides: Overrides | None) -> ClassifierLesson:
         named = {key: getattr(overrides, key) for key in Overrides.model_fields} if overrides else {}

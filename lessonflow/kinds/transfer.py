@@ -21,7 +21,7 @@ from lessonflow.backbones import checked_classes, class_subset, freeze, load_bac
 from lessonflow.contract import BACKBONE, Checkpoint, Evaluated, Prepared, Saved, Trained
 from lessonflow.datasets.weights import TORCHVISION
 from lessonflow.kinds import classifier
-from lessonflow.schema import SAMPLE_SOURCES, ModelParams, Normalize, ParamsError, Strict
+from lessonflow.schema import ModelParams, Normalize, ParamsError, Strict
 from lessonflow.training import predict_logits, train_classifier
 from lessonflow.zoo import model_for, restored
 
@@ -72,10 +72,6 @@ class TransferLesson(classifier.ClassifierLesson):
             return self
         given = {key: value for key, value in dict(self.full).items() if value is not None}
         return self.model_copy(update={**given, "backbone": None, "full": None})
-
-    def for_source(self, data_source: str) -> TransferLesson:
-        """CIFAR's embedded images say ``synthetic``: its ``embedded:`` settings apply to them too."""
-        return super().for_source("embedded" if data_source in SAMPLE_SOURCES else data_source)
 
 
 Lesson = TransferLesson
